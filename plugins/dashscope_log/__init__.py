@@ -1,0 +1,1 @@
+"""Built-in plugin dashscope_log (not implemented yet)."""

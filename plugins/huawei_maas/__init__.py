@@ -1,0 +1,1 @@
+"""Built-in plugin huawei_maas (not implemented yet)."""

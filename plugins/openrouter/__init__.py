@@ -1,0 +1,1 @@
+"""Built-in plugin openrouter (not implemented yet)."""

@@ -1,0 +1,1 @@
+"""Built-in plugin qwencloud (not implemented yet)."""

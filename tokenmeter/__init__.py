@@ -1,0 +1,63 @@
+"""tokenmeter: LLM usage and cost from every provider, log and plugin, in one SQLite database.
+
+Everything in ``__all__`` is the public API that plugins and scripts may rely on.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from . import errors
+from .errors import (
+    ConfigError,
+    InvalidRecord,
+    NeedsCredentials,
+    PluginError,
+    ProviderAuthError,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderResponseError,
+    ProviderUnavailable,
+    SourceDataError,
+    TokenmeterError,
+)
+from .hookspecs import hookimpl
+from .records import Cursor, QuotaSnapshot, UsageRecord
+from .sources import Progress, Source, SourceContext, Window
+
+if TYPE_CHECKING:
+    from .api import Tokenmeter
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "Cursor",
+    "InvalidRecord",
+    "NeedsCredentials",
+    "PluginError",
+    "Progress",
+    "ProviderAuthError",
+    "ProviderError",
+    "ProviderRateLimited",
+    "ProviderResponseError",
+    "ProviderUnavailable",
+    "QuotaSnapshot",
+    "Source",
+    "SourceContext",
+    "SourceDataError",
+    "TokenmeterError",
+    "UsageRecord",
+    "Window",
+    "__version__",
+    "errors",
+    "hookimpl",
+    "open",
+]
+
+
+def open(db: Any = None, *, config: Any = None) -> Tokenmeter:  # noqa: A001 - the documented API name
+    """Open the tokenmeter database for scripts: ``tokenmeter.open().usage(period="week")``."""
+    from .api import Tokenmeter
+
+    return Tokenmeter(db=db, config=config)

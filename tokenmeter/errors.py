@@ -1,0 +1,138 @@
+"""Every exception tokenmeter raises, and the exit code each one maps to.
+
+The tree::
+
+    TokenmeterError                  base; str(error) is one line meant for the user
+    ├── ConfigError                  bad config file, key or value           exit 4
+    ├── PluginError                  plugin failed to load, bad hook, duplicate source id  exit 4
+    ├── InvalidRecord (ValueError)   a record or snapshot breaks the contract exit 6
+    ├── StoreError                   the database cannot be opened or merged  exit 4
+    └── ProviderError                raised by sources; carries ``source``    exit 6
+        ├── NeedsCredentials         a credential is missing                  exit 5
+        ├── ProviderAuthError        the provider rejected the credential     exit 5
+        ├── ProviderRateLimited      429; ``retry_after`` seconds if known    exit 3
+        ├── ProviderUnavailable      network failure, timeout, 5xx            exit 3
+        ├── ProviderResponseError    an answer that cannot be understood      exit 6
+        └── SourceDataError          local data the source cannot use         exit 6
+
+Plugins raise the ``Provider*`` types (and ``NeedsCredentials``); the host turns any other
+exception escaping a source into a ``ProviderError`` naming the source, so one failing source
+never stops the others.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "InvalidRecord",
+    "NeedsCredentials",
+    "PluginError",
+    "ProviderAuthError",
+    "ProviderError",
+    "ProviderRateLimited",
+    "ProviderResponseError",
+    "ProviderUnavailable",
+    "SourceDataError",
+    "StoreError",
+    "TokenmeterError",
+]
+
+
+class TokenmeterError(Exception):
+    """Base class: the message is a single line that says what is wrong and how to fix it."""
+
+    exit_code: int = 1
+
+
+class ConfigError(TokenmeterError):
+    """The config file, a key in it, or a value is wrong."""
+
+    exit_code = 4
+
+
+class PluginError(TokenmeterError):
+    """A plugin failed to load or registered something invalid."""
+
+    exit_code = 4
+
+
+class StoreError(TokenmeterError):
+    """The database cannot be opened, migrated or merged."""
+
+    exit_code = 4
+
+
+class InvalidRecord(TokenmeterError, ValueError):
+    """A ``UsageRecord`` or ``QuotaSnapshot`` breaks the record contract.
+
+    ``field`` names the offending field; ``plugin`` is filled in by the host when it knows
+    which source produced the record.
+    """
+
+    exit_code = 6
+
+    def __init__(self, field: str, message: str, *, plugin: str | None = None) -> None:
+        self.field = field
+        self.message = message
+        self.plugin = plugin
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        where = f" (from {self.plugin})" if self.plugin else ""
+        return f"invalid record field {self.field!r}{where}: {self.message}"
+
+    def with_plugin(self, plugin: str) -> InvalidRecord:
+        """Return a copy that names the plugin or source that produced the record."""
+        return InvalidRecord(self.field, self.message, plugin=plugin)
+
+
+class ProviderError(TokenmeterError):
+    """A source could not fetch its data. ``source`` is the source id when known."""
+
+    exit_code = 6
+
+    def __init__(self, message: str, *, source: str | None = None) -> None:
+        self.source = source
+        super().__init__(message)
+
+
+class NeedsCredentials(ProviderError):
+    """A credential is missing. The message names the env vars or file to set."""
+
+    exit_code = 5
+
+
+class ProviderAuthError(ProviderError):
+    """The provider rejected the credential (401/403)."""
+
+    exit_code = 5
+
+
+class ProviderRateLimited(ProviderError):
+    """The provider said to slow down (429). ``retry_after`` is in seconds, if it said."""
+
+    exit_code = 3
+
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, source: str | None = None
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, source=source)
+
+
+class ProviderUnavailable(ProviderError):
+    """Network failure, timeout or a 5xx answer after the retries ran out."""
+
+    exit_code = 3
+
+
+class ProviderResponseError(ProviderError):
+    """The provider answered something tokenmeter cannot understand."""
+
+    exit_code = 6
+
+
+class SourceDataError(ProviderError):
+    """Local data (a log file, a CLI's output) that the source cannot use."""
+
+    exit_code = 6

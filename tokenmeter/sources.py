@@ -1,0 +1,218 @@
+"""The source interface plugins implement, and the context the host hands them (DESIGN §3)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .errors import NeedsCredentials
+from .records import Cursor, QuotaSnapshot, UsageRecord
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["Item", "Progress", "Source", "SourceContext", "Window"]
+
+SOURCE_KINDS = ("ledger", "log")
+
+Item = UsageRecord | QuotaSnapshot | Cursor
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The time range a fetch asks for.
+
+    ``start`` is None when the user did not ask for a range: the source then continues from
+    its cursor (or backfills what the provider keeps). ``end`` is "now" unless ``--to`` was given.
+    """
+
+    start: datetime | None
+    end: datetime
+
+    @property
+    def explicit(self) -> bool:
+        return self.start is not None
+
+
+class Progress:
+    """Progress a source reports; the host renders it (a bar on a TTY, nothing otherwise)."""
+
+    def __init__(self) -> None:
+        self.total: int | None = None
+        self.done = 0
+        self.description = ""
+
+    def set_total(self, total: int | None) -> None:
+        self.total = total
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+
+    def describe(self, text: str) -> None:
+        self.description = text
+
+
+class SourceContext:
+    """What the host gives a source: HTTP client, secrets, clock, progress, log, skip counting.
+
+    Sources must use ``ctx.http`` for HTTP (the host sets timeouts, retries, proxy and user
+    agent) and ``ctx.secret`` for credentials (the host redacts the values from every message).
+    """
+
+    MAX_SKIP_EXAMPLES = 5
+
+    def __init__(
+        self,
+        source_id: str,
+        *,
+        now: datetime | None = None,
+        timezone: tzinfo | None = None,
+        machine_id: str = "local",
+        data_dir: Path | None = None,
+        http_factory: Any = None,
+        env: Mapping[str, str] | None = None,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.source_id = source_id
+        self._now = now
+        self.timezone = timezone
+        self.machine_id = machine_id
+        self.data_dir = data_dir
+        self._http_factory = http_factory
+        self._http: httpx.Client | None = None
+        self._env = env if env is not None else os.environ
+        self.log = log or logging.getLogger(f"tokenmeter.source.{source_id}")
+        self.progress = Progress()
+        self.skipped = 0
+        self.skip_examples: list[str] = []
+        self.warnings: list[str] = []
+        self.secrets: set[str] = set()
+
+    # -- clock -----------------------------------------------------------------------------
+    def now(self) -> datetime:
+        """The current time, aware. Fixed in tests."""
+        if self._now is not None:
+            return self._now
+        from datetime import UTC
+
+        return datetime.now(UTC)
+
+    # -- HTTP ------------------------------------------------------------------------------
+    @property
+    def http(self) -> httpx.Client:
+        """An ``httpx.Client`` with the host's timeouts, retries, proxy settings and user agent."""
+        if self._http is None:
+            if self._http_factory is None:
+                from .http import make_client
+
+                self._http = make_client()
+            else:
+                self._http = self._http_factory()
+        return self._http
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+    # -- secrets ---------------------------------------------------------------------------
+    def secret(self, *env_names: str, file: str | os.PathLike[str] | None = None) -> str | None:
+        """Return the first credential found: each env var in order, then ``NAME=value`` in ``file``.
+
+        The value is remembered so the host can redact it from any message. Returns None when
+        nothing is set; use ``require_secret`` to raise ``NeedsCredentials`` instead.
+        """
+        for name in env_names:
+            value = self._env.get(name)
+            if value:
+                return self._remember(value.strip())
+        if file is not None:
+            values = read_key_value_file(Path(file).expanduser())
+            for name in env_names:
+                if values.get(name):
+                    return self._remember(values[name])
+        return None
+
+    def require_secret(self, *env_names: str, file: str | os.PathLike[str] | None = None) -> str:
+        """Like ``secret`` but raise ``NeedsCredentials`` naming every place that was looked at."""
+        value = self.secret(*env_names, file=file)
+        if value is None:
+            where = " or ".join(env_names)
+            hint = f" (or put {env_names[0]}=... in {file})" if file else ""
+            raise NeedsCredentials(f"{self.source_id}: set {where}{hint}", source=self.source_id)
+        return value
+
+    def add_secret(self, value: str) -> None:
+        """Register a secret the source read some other way, so it is redacted too."""
+        self._remember(value)
+
+    def _remember(self, value: str) -> str:
+        if value:
+            self.secrets.add(value)
+        return value
+
+    # -- data quality ----------------------------------------------------------------------
+    def skip(self, where: str, reason: str = "") -> None:
+        """Count a line or item that was skipped (corrupt, short, not UTF-8 …)."""
+        self.skipped += 1
+        if len(self.skip_examples) < self.MAX_SKIP_EXAMPLES:
+            self.skip_examples.append(f"{where}: {reason}" if reason else where)
+
+    def warn(self, message: str) -> None:
+        """A warning shown in the fetch summary (not an error)."""
+        self.warnings.append(message)
+        self.log.warning(message)
+
+
+def read_key_value_file(path: Path) -> dict[str, str]:
+    """Parse ``KEY=VALUE`` lines (``#`` comments, optional ``export`` and quotes)."""
+    values: dict[str, str] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return values
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        name, _, value = line.removeprefix("export ").partition("=")
+        values[name.strip()] = value.strip().strip("'\"")
+    return values
+
+
+class Source:
+    """Base class for a source of usage data.
+
+    A minimal source sets ``id``, ``provider``, ``kind`` and implements ``fetch``. Config keys
+    go in a nested ``Settings`` dataclass; the host fills it from ``[sources.<id>]``.
+    """
+
+    id: ClassVar[str]
+    provider: ClassVar[str]
+    kind: ClassVar[str]  # "ledger" or "log"
+    description: ClassVar[str] = ""
+
+    @dataclass
+    class Settings:
+        pass
+
+    def __init__(self, settings: Any, ctx: SourceContext) -> None:
+        self.settings = settings
+        self.ctx = ctx
+
+    def available(self) -> str | None:
+        """Return None when this source can run, else why not (shown as 'skipped: …').
+
+        ``tokenmeter fetch`` with no names skips unavailable sources quietly; naming the source
+        runs it anyway so the user sees the real error.
+        """
+        return None
+
+    def fetch(self, window: Window, cursor: Mapping[str, Any]) -> Iterator[Item]:
+        """Yield records, snapshots and ``Cursor`` checkpoints."""
+        raise NotImplementedError
