@@ -22,6 +22,7 @@ from .errors import (
     TokenmeterError,
 )
 from .hookspecs import hookimpl
+from .http import parse_retry_after, raise_for_status, send
 from .records import Cursor, QuotaSnapshot, UsageRecord
 from .sources import Progress, Source, SourceContext, Window
 
@@ -53,6 +54,9 @@ __all__ = [
     "errors",
     "hookimpl",
     "open",
+    "parse_retry_after",
+    "raise_for_status",
+    "send",
 ]
 
 

@@ -1,0 +1,32 @@
+"""Every test gets its own config, data dir and database; plugins load as installed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tokenmeter import plugin_manager
+
+SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "samples"
+
+
+@pytest.fixture(autouse=True)
+def _isolate(tokenmeter_env: Path, monkeypatch: pytest.MonkeyPatch):
+    for var in ("TOKENMETER_LOAD_PLUGINS", "TOKENMETER_DISABLE_PLUGINS", "TOKENMETER_RAISE_ERRORS",
+                "QWEN_RUNTIME_DIR", "QWEN_DATA_DIR", "OPENROUTER_API_KEY", "OPENROUTER_MANAGEMENT_KEY",
+                "HW_ACCESS_KEY", "HW_SECRET_KEY", "HW_SECURITY_TOKEN", "HUAWEICLOUD_SDK_AK",
+                "HUAWEICLOUD_SDK_SK", "TZ"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tokenmeter_env / "home"))
+    (tokenmeter_env / "home").mkdir()
+    plugin_manager.reset()
+    yield
+    plugin_manager.reset()
+
+
+@pytest.fixture
+def samples() -> Path:
+    if not SAMPLES.exists():
+        pytest.skip("../shared/samples is not present")
+    return SAMPLES
