@@ -37,7 +37,8 @@ class LoadError:
 class _State:
     loaded: bool = False
     errors: list[LoadError] = field(default_factory=list)
-    dist_of: dict[str, tuple[str, str]] = field(default_factory=dict)  # plugin name -> (dist, version)
+    dist_of: dict[str, tuple[str, str]] = field(default_factory=dict)  # entry point -> (label, version)
+    distribution: dict[str, str] = field(default_factory=dict)  # entry point -> distribution
 
 
 pm = pluggy.PluginManager(GROUP)
@@ -71,10 +72,18 @@ def load_plugins() -> None:
     allow = _names("TOKENMETER_LOAD_PLUGINS")
     deny = _names("TOKENMETER_DISABLE_PLUGINS") or set()
     seen: dict[str, str] = {}
-    for ep in importlib.metadata.entry_points(group=GROUP):
-        dist = ep.dist.name if ep.dist else ep.name
+    eps = list(importlib.metadata.entry_points(group=GROUP))
+    per_dist: dict[str, int] = {}
+    for ep in eps:
+        d = ep.dist.name if ep.dist else ep.name
+        per_dist[d] = per_dist.get(d, 0) + 1
+    for ep in eps:
+        dist_name = ep.dist.name if ep.dist else ep.name
         version = ep.dist.version if ep.dist else "?"
-        names = {dist.lower(), ep.name.lower()}
+        names = {dist_name.lower(), ep.name.lower()}
+        # a distribution with one entry point is known by its name; one shipping several
+        # (tokenmeter's own built-ins) by entry-point name
+        dist = dist_name if per_dist[dist_name] == 1 else ep.name
         if allow is not None and not names & allow:
             continue
         if names & deny:
@@ -92,6 +101,7 @@ def load_plugins() -> None:
             _record_error(dist, f"{type(exc).__name__}: {exc}", version)
             continue
         _state.dist_of[ep.name] = (dist, version)
+        _state.distribution[ep.name] = dist_name
     check_hooks()
 
 
@@ -116,6 +126,7 @@ def reset() -> None:
     _state.loaded = False
     _state.errors.clear()
     _state.dist_of.clear()
+    _state.distribution.clear()
 
 
 def _plugin_label(name: str) -> tuple[str, str | None]:
@@ -187,7 +198,8 @@ def get_plugins() -> list[dict[str, Any]]:
         dist, version = _plugin_label(name)
         hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
         entry: dict[str, Any] = {"name": dist, "version": version, "hooks": hooks}
-        if name != dist:
+        if name in _state.distribution:
+            entry["distribution"] = _state.distribution[name]
             entry["entry_point"] = name
         entry["sources"] = sorted(by_plugin.get(dist, []))
         errors = [e.error for e in _state.errors if e.plugin == dist]

@@ -1,1 +1,21 @@
-"""Built-in plugin openrouter (not implemented yet)."""
+"""Built-in plugin ``openrouter``: daily per-model billed usage, key spend and credits from OpenRouter.
+
+With a management key it reads ``/activity`` (the last 30 completed UTC days, per model and
+endpoint), ``/credits`` and ``/keys``; with only an ordinary key it reads ``/key`` (the key's
+limit and today's spend). See :mod:`tokenmeter_plugins.openrouter.source`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tokenmeter import hookimpl
+
+from .source import OpenRouterSource
+
+__all__ = ["OpenRouterSource", "register_sources"]
+
+
+@hookimpl
+def register_sources(register: Any) -> None:
+    register(OpenRouterSource)

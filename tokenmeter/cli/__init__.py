@@ -1,8 +1,131 @@
-"""The tokenmeter command line (placeholder until the CLI lands)."""
+"""The tokenmeter command line: a thin click layer over pure functions.
+
+The root group loads plugins lazily (when commands are listed or looked up), so importing this
+module has no side effects and plugin commands appear through ``register_commands``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Any
 
 import click
 
+from .. import __version__
+from ..errors import TokenmeterError
+from .common import Env, common_options
+from .report import report_options, run_report
 
-@click.group()
-def cli() -> None:
-    """tokenmeter: LLM usage and cost in one database."""
+USAGE_ERROR = 64
+INTERRUPTED = 130
+
+
+class RootGroup(click.Group):
+    """Loads plugin commands on first use and maps errors to tokenmeter's exit codes."""
+
+    _plugin_commands_loaded = False
+
+    def _load_plugin_commands(self) -> None:
+        if RootGroup._plugin_commands_loaded:
+            return
+        RootGroup._plugin_commands_loaded = True
+        from ..plugin_manager import load_plugins, pm
+
+        load_plugins()
+        pm.hook.register_commands(cli=self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is None:
+            self._load_plugin_commands()
+            cmd = super().get_command(ctx, cmd_name)
+        return cmd
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs["standalone_mode"] = False
+        debug = "--debug" in sys.argv
+        try:
+            rv = super().main(*args, **kwargs)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            exc.show()
+            sys.exit(USAGE_ERROR)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            click.echo("Interrupted.", err=True)
+            sys.exit(INTERRUPTED)
+        except TokenmeterError as exc:
+            if os.environ.get("TOKENMETER_RAISE_ERRORS") not in (None, "", "0"):
+                raise
+            env = click.get_current_context(silent=True)
+            if debug or (env and isinstance(env.find_root().obj, Env) and env.find_root().obj.debug):
+                traceback.print_exc()
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except BrokenPipeError:
+            sys.exit(0)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(
+    cls=RootGroup,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, prog_name="tokenmeter")
+@report_options
+@click.option("--dashboard", is_flag=True, help="Write the HTML dashboard for the period instead.")
+@common_options
+@click.pass_context
+def cli(ctx: click.Context, dashboard: bool, **kwargs: Any) -> None:
+    """LLM usage and cost from every provider, log and plugin, in one database.
+
+    Without a command, prints a usage report (the same options as `tokenmeter report`).
+
+    \b
+    Quick start:
+      tokenmeter demo                      try it on bundled sample data
+      tokenmeter fetch                     pull from every configured source
+      tokenmeter --month --by day,model    this month's usage and cost
+      tokenmeter budget                    budget levels (exit 0 ok, 1 warning, 2 critical)
+    """
+    if not isinstance(ctx.obj, Env):
+        ctx.obj = Env()
+    if ctx.invoked_subcommand is not None:
+        return
+    if dashboard:
+        from .insights import run_dashboard
+
+        run_dashboard(period_name=kwargs.get("period_name") or kwargs.get("preset"), output=None,
+                      open_browser=False, quiet=kwargs.get("quiet", False))
+        return
+    run_report(**kwargs)
+
+
+def _register_builtin_commands() -> None:
+    from .db import db_group
+    from .fetch import fetch_cmd
+    from .misc import demo_cmd, plugins_cmd, prices_cmd, quota_cmd, reprice_cmd, sources_cmd
+    from .report import report_cmd
+
+    for command in (report_cmd, fetch_cmd, sources_cmd, plugins_cmd, quota_cmd, prices_cmd,
+                    reprice_cmd, demo_cmd, db_group):
+        cli.add_command(command)
+    try:
+        from .insights import budget_cmd, dashboard_cmd, forecast_cmd, reconcile_cmd
+    except ImportError:  # pragma: no cover - until the insights commands land
+        return
+    for command in (budget_cmd, forecast_cmd, dashboard_cmd, reconcile_cmd):
+        cli.add_command(command)
+
+
+_register_builtin_commands()

@@ -1,0 +1,685 @@
+"""The ``huawei-maas`` source: daily MaaS usage from ShowStatistics, one call per local day.
+
+ShowStatistics returns one aggregate for a time window, and keeps 30 days. To build a daily ledger
+(kept by tokenmeter beyond those 30 days) the source asks once per local day window, per
+``service_type`` × ``infer_type``. Each request is signed with the AK/SK just before it is sent,
+and again on every retry, because a signature is only valid for 15 minutes.
+"""
+
+from __future__ import annotations
+
+import collections
+import ipaddress
+import json
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import time as dtime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from tokenmeter import (
+    ConfigError,
+    Cursor,
+    ProviderAuthError,
+    ProviderRateLimited,
+    ProviderResponseError,
+    ProviderUnavailable,
+    Source,
+    SourceContext,
+    UsageRecord,
+    Window,
+    parse_retry_after,
+)
+
+from . import credentials as creds_mod
+from . import signing
+from .credentials import Credentials
+
+SOURCE_ID = "huawei-maas"
+RETENTION_DAYS = 30  # the API keeps statistics for 30 days
+OVERLAP_DAYS = 2  # re-fetch the last complete days in case figures settle late
+STATISTICS_PATH = "/v1/{project_id}/maas/monitoring/show-statistics"
+ALLOWED_SERVICE_TYPES = {1: "my-service", 2: "preset", 4: "custom-endpoint"}
+ALLOWED_INFER_TYPES = ("real_time", "batch")
+PERMISSIONS = "modelarts:monitoring:get, modelarts:service:get and iam:projects:get"
+_REGION = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+_PROJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+class Clock:
+    """Wall clock (for X-Sdk-Date), monotonic clock and sleep; tests swap in a fake."""
+
+    def utcnow(self) -> datetime:
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    scheme: str
+    netloc: str
+    base_path: str  # "" or a proxy prefix without the trailing slash
+
+    @property
+    def host(self) -> str:
+        return self.netloc
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_endpoint(value: str, key: str) -> Endpoint:
+    """Validate an endpoint setting: https, or http only for loopback hosts."""
+    url = urlsplit(value.strip())
+    if url.scheme not in ("https", "http") or not url.hostname:
+        raise ConfigError(f"[sources.huawei-maas] {key} = {value!r} is not an http(s) URL")
+    if url.username or url.password or url.query or url.fragment:
+        raise ConfigError(
+            f"[sources.huawei-maas] {key} must be a plain base URL (no user, query or fragment)"
+        )
+    if url.scheme == "http" and not _is_loopback(url.hostname):
+        raise ConfigError(
+            f"[sources.huawei-maas] {key} must use https (http is allowed only for loopback hosts such as "
+            "127.0.0.1 or localhost)"
+        )
+    return Endpoint(url.scheme, url.netloc, url.path.rstrip("/"))
+
+
+def timezone_name(tz: tzinfo) -> str:
+    """An IANA name for ``tz`` to send as the API's ``timezone`` field."""
+    key = getattr(tz, "key", None)  # zoneinfo.ZoneInfo
+    if isinstance(key, str) and key:
+        return key
+    offset = tz.utcoffset(None)
+    if offset is not None:
+        minutes = int(offset.total_seconds() // 60)
+        if minutes == 0:
+            return "UTC"
+        if minutes % 60 == 0:
+            return f"Etc/GMT{-minutes // 60:+d}"  # POSIX sign: Etc/GMT-8 is UTC+8
+    return tz.tzname(None) or "UTC"
+
+
+def _as_list(value: Any, key: str) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, (int, str)) and not isinstance(value, bool):
+        return [value]
+    raise ConfigError(f"[sources.huawei-maas] {key} must be a list, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated settings."""
+
+    region: str
+    project_id: str | None
+    service_types: tuple[int, ...]
+    infer_types: tuple[str, ...]
+    endpoint: Endpoint
+    iam_endpoint: Endpoint
+    credentials_file: str | None
+
+
+def validate(settings: Any) -> Config:
+    """Check the settings and fill the defaults; raises ``ConfigError`` with the fix."""
+    region = str(settings.region or "").strip()
+    if not _REGION.match(region):
+        raise ConfigError(
+            f"[sources.huawei-maas] region = {settings.region!r} is not a region id like "
+            "'cn-southwest-2' or 'ap-southeast-1'"
+        )
+    project_id = settings.project_id.strip() if isinstance(settings.project_id, str) else settings.project_id
+    if project_id is not None and (not isinstance(project_id, str) or not _PROJECT_ID.match(project_id)):
+        raise ConfigError(
+            "[sources.huawei-maas] project_id must be the project id (32 hex characters) or unset"
+        )
+    service_types: list[int] = []
+    for item in _as_list(settings.service_types, "service_types"):
+        number = item if isinstance(item, int) and not isinstance(item, bool) else None
+        if isinstance(item, str) and item.strip().isdigit():
+            number = int(item)
+        if number == 3:
+            raise ConfigError(
+                "[sources.huawei-maas] service_types: 3 is rejected by the API ('service_type must be one "
+                "of [1 2 4]'); use 4 for custom endpoints"
+            )
+        if number not in ALLOWED_SERVICE_TYPES:
+            raise ConfigError(
+                f"[sources.huawei-maas] service_types: {item!r} is not one of 1 (my services), "
+                "2 (preset services), 4 (custom endpoints)"
+            )
+        if number not in service_types:
+            service_types.append(number)
+    infer_types: list[str] = []
+    for item in _as_list(settings.infer_types, "infer_types"):
+        if item not in ALLOWED_INFER_TYPES:
+            raise ConfigError(
+                f"[sources.huawei-maas] infer_types: {item!r} is not one of 'real_time', 'batch'"
+            )
+        if item not in infer_types:
+            infer_types.append(item)
+    if not service_types or not infer_types:
+        raise ConfigError("[sources.huawei-maas] service_types and infer_types must not be empty")
+    endpoint = parse_endpoint(
+        settings.endpoint or f"https://modelarts.{region}.myhuaweicloud.com", "endpoint"
+    )
+    iam = parse_endpoint(settings.iam_endpoint or f"https://iam.{region}.myhuaweicloud.com", "iam_endpoint")
+    cred_file = settings.credentials_file
+    if cred_file is not None and (not isinstance(cred_file, str) or not cred_file.strip()):
+        raise ConfigError("[sources.huawei-maas] credentials_file must be a file path")
+    return Config(
+        region,
+        project_id,
+        tuple(service_types),
+        tuple(infer_types),
+        endpoint,
+        iam,
+        cred_file.strip() if cred_file else None,
+    )
+
+
+def _count(data: Mapping[str, Any], name: str) -> int | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    try:
+        number = Decimal(value) if not isinstance(value, bool) else Decimal("NaN")
+    except (InvalidOperation, TypeError, ValueError):
+        number = Decimal("NaN")
+    if not number.is_finite() or number < 0 or number != number.to_integral_value():
+        raise ProviderResponseError(
+            f"huawei-maas: unexpected {name} = {value!r} in the ShowStatistics answer", source=SOURCE_ID
+        )
+    return int(number)
+
+
+def _thousands(data: Mapping[str, Any], name: str) -> int | None:
+    """Tokens are reported in thousands as doubles: ×1000, rounded half up."""
+    value = data.get(name)
+    if value is None:
+        return None
+    try:
+        number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    except (InvalidOperation, TypeError, ValueError):
+        number = Decimal("NaN")
+    if isinstance(value, bool) or not number.is_finite() or number < 0:
+        raise ProviderResponseError(
+            f"huawei-maas: unexpected {name} = {value!r} in the ShowStatistics answer", source=SOURCE_ID
+        )
+    return int((number * 1000).to_integral_value(rounding=ROUND_HALF_UP))
+
+
+@dataclass
+class _Plan:
+    days: list[date]
+    can_advance: bool
+
+
+class HuaweiMaasSource(Source):
+    """Huawei Cloud MaaS usage statistics (ShowStatistics), one record per local day."""
+
+    id: ClassVar[str] = SOURCE_ID
+    provider: ClassVar[str] = "huawei-maas"
+    kind: ClassVar[str] = "ledger"
+    description: ClassVar[str] = "Huawei Cloud MaaS usage statistics (AK/SK), daily, 30-day API retention"
+
+    @dataclass
+    class Settings:
+        region: str = field(
+            default="cn-southwest-2",
+            metadata={
+                "help": "Huawei Cloud region: cn-southwest-2 (China site) or ap-southeast-1 "
+                "(CN-Hong Kong, international site)"
+            },
+        )
+        project_id: str | None = field(
+            default=None,
+            metadata={"help": "project id of the region; unset = looked up once via IAM and cached"},
+        )
+        service_types: list[int] = field(
+            default_factory=lambda: [2],
+            metadata={"help": "MaaS service types: 1 my services, 2 preset services, 4 custom endpoints"},
+        )
+        infer_types: list[str] = field(
+            default_factory=lambda: ["real_time"],
+            metadata={"help": "inference types to query: real_time and/or batch"},
+        )
+        endpoint: str | None = field(
+            default=None,
+            metadata={
+                "help": "MaaS API base URL; default https://modelarts.{region}.myhuaweicloud.com "
+                "(http only for loopback hosts)"
+            },
+        )
+        iam_endpoint: str | None = field(
+            default=None,
+            metadata={
+                "help": "IAM base URL for the project lookup; default https://iam.{region}.myhuaweicloud.com"
+            },
+        )
+        credentials_file: str | None = field(
+            default=None,
+            metadata={
+                "help": "file with HW_ACCESS_KEY=/HW_SECRET_KEY= lines, one 'AK,SK[,TOKEN]' line, or "
+                "AK and SK on two lines; used when the env vars are not set"
+            },
+        )
+
+    # Retry and pacing policy; class attributes so tests (and a subclass) can tune them.
+    clock: ClassVar[Clock] = Clock()
+    rate_limit_wait: ClassVar[float] = 60.0  # the API's advice after a 429
+    max_rate_limit_wait: ClassVar[float] = 120.0  # never sleep longer than this for one 429
+    rate_limit_retries: ClassVar[int] = 3
+    server_retries: ClassVar[int] = 3  # 5xx and network errors
+    backoff: ClassVar[float] = 2.0  # first wait after a 5xx/network error; doubles
+    pace_limit: ClassVar[int] = 180  # calls per rolling minute; the API allows 200 per user
+    pace_period: ClassVar[float] = 60.0
+
+    def __init__(self, settings: Any, ctx: SourceContext) -> None:
+        super().__init__(settings, ctx)
+        self.config = validate(settings)
+        self._creds: Credentials | None = None
+        self._calls: collections.deque[float] = collections.deque()
+
+    # -- host interface ----------------------------------------------------------------------
+    def available(self) -> str | None:
+        return creds_mod.unavailable_reason(self.ctx, self.config.credentials_file)
+
+    def fetch(self, window: Window, cursor: Mapping[str, Any]) -> Iterator[Any]:
+        cfg = self.config
+        self._creds = creds_mod.load(self.ctx, cfg.credentials_file)
+        tz = self.ctx.timezone or UTC
+        now = self.ctx.now()
+        today = now.astimezone(tz).date()
+        state = self._usable_cursor(cursor)
+        previous = state.get("last_complete_day")
+        plan = self._plan(window, previous, today, tz)
+        project_id: str | None = cfg.project_id or state.get("project_id")
+        last_complete: date | None = previous
+
+        def cursor_state() -> dict[str, Any]:
+            return {
+                "region": cfg.region,
+                "project_id": project_id,
+                "last_complete_day": last_complete.isoformat() if last_complete else None,
+            }
+
+        if not plan.days:
+            yield Cursor(cursor_state())
+            return
+        if project_id is None:
+            project_id = self._lookup_project_id()
+        combos = [(st, it) for st in cfg.service_types for it in cfg.infer_types]
+        self.ctx.progress.set_total(len(plan.days) * len(combos))
+        tz_label = timezone_name(tz)
+        for day in plan.days:
+            start = datetime.combine(day, dtime(0), tzinfo=tz)
+            end = datetime.combine(day + timedelta(days=1), dtime(0), tzinfo=tz)
+            partial = day >= today
+            for service_type, infer_type in combos:
+                self.ctx.progress.describe(f"huawei-maas {day} service_type {service_type} {infer_type}")
+                data = self._statistics(
+                    project_id, start, min(end, now) if partial else end, service_type, infer_type, tz_label
+                )
+                yield self._record(
+                    day, start, end, service_type, infer_type, project_id, data, partial, tz_label
+                )
+                self.ctx.progress.advance()
+            if not partial and plan.can_advance and (last_complete is None or day > last_complete):
+                last_complete = day
+            yield Cursor(cursor_state())
+
+    # -- planning ------------------------------------------------------------------------------
+    def _usable_cursor(self, cursor: Mapping[str, Any]) -> dict[str, Any]:
+        """The saved state, or {} when it belongs to another region or project."""
+        cfg = self.config
+        state: dict[str, Any] = {}
+        if not isinstance(cursor, Mapping):
+            return state
+        if cursor.get("region") not in (None, cfg.region):
+            return state
+        saved_project = cursor.get("project_id")
+        if isinstance(saved_project, str) and _PROJECT_ID.match(saved_project):
+            if cfg.project_id and saved_project != cfg.project_id:
+                return state
+            state["project_id"] = saved_project
+        day = cursor.get("last_complete_day")
+        if isinstance(day, str):
+            try:
+                state["last_complete_day"] = date.fromisoformat(day)
+            except ValueError:
+                self.ctx.log.debug("ignoring a bad last_complete_day in the cursor")
+        return state
+
+    def _plan(self, window: Window, previous: date | None, today: date, tz: tzinfo) -> _Plan:
+        earliest = today - timedelta(days=RETENTION_DAYS - 1)
+        end_local = _local(window.end, tz)
+        end_day = end_local.date()
+        # An end exactly at local midnight is exclusive (--to given as the next midnight).
+        if end_local.timetz().replace(tzinfo=None) == dtime(0) and (
+            window.start is None or window.end > window.start
+        ):
+            end_day -= timedelta(days=1)
+        end_day = min(end_day, today)
+        if window.start is not None:
+            start_day = _local(window.start, tz).date()
+            if start_day < earliest:
+                self.ctx.warn(
+                    f"huawei-maas: the API keeps {RETENTION_DAYS} days; fetching from {earliest} instead of "
+                    f"{start_day}"
+                )
+                start_day = earliest
+        elif previous is not None:
+            start_day = previous - timedelta(days=OVERLAP_DAYS)
+            if previous + timedelta(days=1) < earliest:
+                self.ctx.warn(
+                    f"huawei-maas: last fetched through {previous}; the days up to "
+                    f"{earliest - timedelta(days=1)} are past the API's {RETENTION_DAYS}-day retention and "
+                    "are missing (fetch at least monthly to keep a complete history)"
+                )
+            start_day = max(start_day, earliest)
+        else:
+            start_day = earliest
+        days = []
+        day = start_day
+        while day <= end_day:
+            days.append(day)
+            day += timedelta(days=1)
+        # Only move the cursor forward over a range that joins what was fetched before.
+        can_advance = previous is None or start_day <= previous + timedelta(days=1)
+        return _Plan(days, can_advance)
+
+    # -- records -------------------------------------------------------------------------------
+    def _record(
+        self,
+        day: date,
+        start: datetime,
+        end: datetime,
+        service_type: int,
+        infer_type: str,
+        project_id: str,
+        data: Mapping[str, Any],
+        partial: bool,
+        tz_label: str,
+    ) -> UsageRecord:
+        details: dict[str, Any] = {
+            "service_type": service_type,
+            "service": ALLOWED_SERVICE_TYPES[service_type],
+            "infer_type": infer_type,
+            "region": self.config.region,
+            "timezone": tz_label,
+        }
+        if partial:
+            details["partial"] = True  # today so far; replaced by the next run
+        if infer_type == "batch":
+            for name, label in (
+                ("total_completion_tasks", "completion_tasks"),
+                ("total_infer_count", "infer_count"),
+            ):
+                count = _count(data, name)
+                if count is not None:
+                    details[label] = count
+        return UsageRecord(
+            key=f"{day.isoformat()}/{service_type}/{infer_type}",
+            start=start.astimezone(UTC),
+            end=end.astimezone(UTC),
+            provider=self.provider,
+            model=None,
+            account=project_id,
+            requests=_count(data, "total_request_count"),
+            errors=_count(data, "total_error_count"),
+            input_tokens=_thousands(data, "total_prompt_token"),
+            output_tokens=_thousands(data, "total_completion_token"),
+            total_tokens=_thousands(data, "total_token"),
+            details=details,
+        )
+
+    # -- API calls -----------------------------------------------------------------------------
+    def _statistics(
+        self,
+        project_id: str,
+        start: datetime,
+        end: datetime,
+        service_type: int,
+        infer_type: str,
+        tz_label: str,
+    ) -> Mapping[str, Any]:
+        body = {
+            "service_type": service_type,
+            "start_time": _epoch_ms(start),
+            "end_time": _epoch_ms(end),
+            "infer_type": infer_type,
+            "timezone": tz_label,
+        }
+        data = self._call(
+            "POST",
+            self.config.endpoint,
+            STATISTICS_PATH.format(project_id=project_id),
+            body=json.dumps(body, separators=(",", ":")).encode(),
+        )
+        if isinstance(data, Mapping) and "total_request_count" not in data:
+            for wrapper in ("data", "result"):  # tolerate an enveloped answer
+                if isinstance(data.get(wrapper), Mapping):
+                    data = data[wrapper]
+                    break
+        if not isinstance(data, Mapping) or not any(str(k).startswith("total_") for k in data):
+            keys = sorted(data)[:8] if isinstance(data, Mapping) else type(data).__name__
+            raise ProviderResponseError(
+                f"huawei-maas: ShowStatistics answered without usage totals (got {keys})", source=SOURCE_ID
+            )
+        return data
+
+    def _lookup_project_id(self) -> str:
+        region = self.config.region
+        self.ctx.progress.describe(f"huawei-maas: looking up the project id of {region}")
+        data = self._call("GET", self.config.iam_endpoint, "/v3/projects", query=[("name", region)])
+        projects = data.get("projects") if isinstance(data, Mapping) else None
+        if not isinstance(projects, list):
+            raise ProviderResponseError(
+                "huawei-maas: IAM project list has no 'projects' array", source=SOURCE_ID
+            )
+        matches = [
+            p
+            for p in projects
+            if isinstance(p, Mapping) and isinstance(p.get("id"), str) and p.get("name", region) == region
+        ]
+        if not matches:
+            raise ProviderResponseError(
+                f"huawei-maas: no IAM project named {region!r} for these credentials; check region in "
+                "[sources.huawei-maas] (cn-southwest-2 or ap-southeast-1) or set project_id",
+                source=SOURCE_ID,
+            )
+        if len(matches) > 1:
+            ids = ", ".join(str(p["id"]) for p in matches[:5])
+            raise ProviderResponseError(
+                f"huawei-maas: {len(matches)} IAM projects match {region!r} ({ids}); set project_id in "
+                "[sources.huawei-maas] to the one to use",
+                source=SOURCE_ID,
+            )
+        project_id = matches[0]["id"]
+        if not _PROJECT_ID.match(project_id):
+            raise ProviderResponseError(
+                f"huawei-maas: IAM returned an odd project id {project_id!r}", source=SOURCE_ID
+            )
+        return project_id
+
+    def _pace(self) -> None:
+        """Keep under the per-user limit of 200 requests per minute (rolling window)."""
+        now = self.clock.monotonic()
+        while self._calls and now - self._calls[0] >= self.pace_period:
+            self._calls.popleft()
+        if len(self._calls) >= self.pace_limit:
+            wait = self.pace_period - (now - self._calls[0])
+            if wait > 0:
+                self.ctx.progress.describe(f"huawei-maas: pacing under the API's rate limit, {wait:.0f}s")
+                self.clock.sleep(wait)
+            now = self.clock.monotonic()
+            while self._calls and now - self._calls[0] >= self.pace_period:
+                self._calls.popleft()
+        self._calls.append(now)
+
+    def _call(
+        self,
+        method: str,
+        endpoint: Endpoint,
+        path: str,
+        *,
+        query: Sequence[tuple[str, str]] = (),
+        body: bytes = b"",
+    ) -> Any:
+        """Sign, send, retry (re-signing each time) and return the parsed JSON answer."""
+        import httpx
+
+        assert self._creds is not None
+        rate_limited = 0
+        failures = 0
+        while True:
+            self._pace()
+            # Sign immediately before sending, with a fresh X-Sdk-Date, on every attempt.
+            signed = signing.sign(
+                method,
+                endpoint.scheme,
+                endpoint.netloc,
+                endpoint.base_path + path,
+                self._creds,
+                when=self.clock.utcnow(),
+                query=query,
+                body=body,
+            )
+            request = self.ctx.http.build_request(
+                method, signed.url, headers=signed.headers, content=signed.body, extensions={"retry": False}
+            )
+            try:
+                response = self.ctx.http.send(request)
+            except httpx.TransportError as exc:
+                failures += 1
+                reason = "timed out" if isinstance(exc, httpx.TimeoutException) else type(exc).__name__
+                if failures > self.server_retries:
+                    raise ProviderUnavailable(
+                        f"huawei-maas: cannot reach {endpoint.host} ({reason}) after {failures} tries",
+                        source=SOURCE_ID,
+                    ) from None
+                self._wait(self.backoff * 2 ** (failures - 1), f"{endpoint.host} unreachable ({reason})")
+                continue
+            status = response.status_code
+            self.ctx.log.debug("%s %s -> HTTP %d", method, path, status)
+            if status == 429:
+                rate_limited += 1
+                after = parse_retry_after(response.headers.get("Retry-After"))
+                wait = min(after if after is not None else self.rate_limit_wait, self.max_rate_limit_wait)
+                if rate_limited > self.rate_limit_retries:
+                    raise ProviderRateLimited(
+                        f"huawei-maas: still rate limited (HTTP 429) after {self.rate_limit_retries} "
+                        "retries; "
+                        "the API allows 200 requests per minute per user, try again later",
+                        retry_after=wait,
+                        source=SOURCE_ID,
+                    )
+                self._wait(
+                    wait, f"rate limited (HTTP 429), retry {rate_limited} of {self.rate_limit_retries}"
+                )
+                continue
+            if status >= 500:
+                failures += 1
+                if failures > self.server_retries:
+                    raise ProviderUnavailable(
+                        f"huawei-maas: HTTP {status} from {endpoint.host}{self._detail(response)}; "
+                        "try again later",
+                        source=SOURCE_ID,
+                    )
+                self._wait(self.backoff * 2 ** (failures - 1), f"HTTP {status} from {endpoint.host}")
+                continue
+            if status >= 400:
+                self._raise_for(response, endpoint)
+            return self._json(response, endpoint)
+
+    def _wait(self, seconds: float, why: str) -> None:
+        previous = self.ctx.progress.description
+        self.ctx.progress.describe(f"huawei-maas: {why}; waiting {seconds:.0f}s")
+        self.ctx.log.info("huawei-maas: %s; waiting %.0fs", why, seconds)
+        self.clock.sleep(seconds)
+        self.ctx.progress.describe(previous)
+
+    def _raise_for(self, response: Any, endpoint: Endpoint) -> None:
+        status = response.status_code
+        detail = self._detail(response)
+        if status == 401:
+            raise ProviderAuthError(
+                "huawei-maas: signature rejected: check HW_ACCESS_KEY/HW_SECRET_KEY and the system clock "
+                f"(requests are valid for 15 minutes){detail}",
+                source=SOURCE_ID,
+            )
+        if status == 403:
+            raise ProviderAuthError(
+                f"huawei-maas: permission denied by {endpoint.host}{detail}; the IAM user needs "
+                f"{PERMISSIONS} "
+                "(e.g. policies 'ModelArts CommonOperations' and 'IAM ReadOnlyAccess')",
+                source=SOURCE_ID,
+            )
+        hint = ""
+        if status == 404:
+            hint = "; check region, endpoint and project_id in [sources.huawei-maas]"
+        raise ProviderResponseError(
+            f"huawei-maas: HTTP {status} from {endpoint.host}{detail}{hint}", source=SOURCE_ID
+        )
+
+    def _detail(self, response: Any) -> str:
+        """': <API message>' from a Huawei error body, secrets removed; '' when there is none."""
+        text = ""
+        try:
+            data = json.loads(response.content)
+        except ValueError:
+            lines = response.text.strip().splitlines()
+            text = lines[0] if lines else ""
+        else:
+            if isinstance(data, Mapping):
+                err = data.get("error") if isinstance(data.get("error"), Mapping) else data
+                message = next(
+                    (
+                        err[k]
+                        for k in ("error_msg", "message", "msg", "detail")
+                        if isinstance(err.get(k), str)
+                    ),
+                    "",
+                )
+                code = next((err[k] for k in ("error_code", "code") if isinstance(err.get(k), str)), "")
+                text = f"{message} ({code})" if message and code else message or code
+        text = " ".join(text.split())[:200]
+        for secret in self._creds.values if self._creds else ():
+            text = text.replace(secret, "***")
+        return f": {text}" if text else ""
+
+    def _json(self, response: Any, endpoint: Endpoint) -> Any:
+        try:
+            # Decimal keeps the thousands exactly as sent (no float noise before ×1000).
+            return json.loads(response.content, parse_float=Decimal)
+        except ValueError:
+            raise ProviderResponseError(
+                f"huawei-maas: {endpoint.host} answered HTTP {response.status_code} with something "
+                "that is not JSON",
+                source=SOURCE_ID,
+            ) from None
+
+
+def _local(value: datetime, tz: tzinfo) -> datetime:
+    return value.replace(tzinfo=tz) if value.tzinfo is None else value.astimezone(tz)
+
+
+def _epoch_ms(value: datetime) -> int:
+    return round(value.timestamp() * 1000)

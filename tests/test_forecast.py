@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+from tokenmeter.forecast import DailyPoint, days_until_exhausted, exhaustion_date, forecast
+
+TODAY = date(2026, 3, 15)
+
+
+def _series():
+    # 1..14 March: 1.00 USD and 100,000 tokens a day, except 10 March (3.00 / 300,000), no usage on
+    # 12 March (missing from the series = zero); 15 March (today, partial) 0.25 / 20,000.
+    out = []
+    for d in range(1, 15):
+        if d == 12:
+            continue
+        cost, tokens = (Decimal("3.00"), 300_000) if d == 10 else (Decimal("1.00"), 100_000)
+        out.append((date(2026, 3, d), cost, tokens))
+    out.append((date(2026, 3, 15), Decimal("0.25"), 20_000))
+    return out
+
+
+def test_forecast_on_a_fixed_series():
+    f = forecast(_series(), TODAY, currency="USD")
+    # window 8..14 March: 1+1+3+1+0+1+1 = 8.00 USD and 800,000 tokens over 7 days
+    assert (f.window_from, f.window_to, f.window_days) == (date(2026, 3, 8), date(2026, 3, 14), 7)
+    assert f.window_label == "last 7 complete days (2026-03-08..2026-03-14)"
+    assert f.cost_per_day == Decimal("1.142857143")
+    assert f.tokens_per_day == Decimal("114285.71")
+    assert f.month_to_date_cost == Decimal("15.25") and f.month_to_date_tokens == 1_520_000
+    assert f.days_left == 17  # 15..31 March
+    # 15.00 up to yesterday + 17 x 1.142857143
+    assert f.projected_cost == Decimal("34.428571431")
+    assert f.projected_tokens == 1_500_000 + round(Decimal("114285.71") * 17)  # 3,442,857
+    assert f.projected_tokens == 3_442_857
+    assert f.rate_for("cost") == f.cost_per_day
+    d = f.to_dict()
+    assert d["projected_cost"] == "34.428571431" and d["window"]["days"] == 7
+    assert d["month"] == {"from": "2026-03-01", "to": "2026-03-31"}
+
+
+def test_short_history_uses_fewer_days():
+    series = [(date(2026, 3, 13), Decimal("2"), 1000, 4), {"date": "2026-03-14", "cost": "4", "tokens": 3000}]
+    f = forecast(series, TODAY)
+    assert f.window_days == 2 and f.window_label == "last 2 complete days (2026-03-13..2026-03-14)"
+    assert (f.cost_per_day, f.tokens_per_day, f.requests_per_day) == (Decimal(3), Decimal(2000), Decimal(2))
+    assert f.projected_cost == Decimal(6 + 3 * 17)
+    one = forecast([DailyPoint(date(2026, 3, 14), Decimal(1), 10)], TODAY)
+    assert one.window_label == "last complete day (2026-03-14)"
+
+
+def test_no_complete_day_yet():
+    f = forecast([(TODAY, Decimal("1"), 10)], TODAY)
+    assert f.window_days == 0 and f.cost_per_day is None and f.projected_cost is None
+    assert f.window_label == "no complete day of usage yet"
+    assert f.month_to_date_cost == 1
+    assert forecast([], TODAY).projected_tokens is None
+
+
+def test_projection_never_below_month_to_date():
+    # a quiet week, then a heavy today: the month has already used more than the rate projects
+    series = [(date(2026, 3, 30), Decimal("0"), 0), (date(2026, 3, 31), Decimal("50"), 9000)]
+    f = forecast(series, date(2026, 3, 31))
+    assert f.cost_per_day == 0 and f.projected_cost == 50 and f.projected_tokens == 9000
+
+
+def test_days_until_exhausted():
+    assert days_until_exhausted(Decimal(100), Decimal(8)) == 12.5
+    assert days_until_exhausted(Decimal(0), Decimal(8)) == 0.0
+    assert days_until_exhausted(Decimal(-3), Decimal(8)) == 0.0
+    assert days_until_exhausted(100, None) is None
+    assert days_until_exhausted(100, 0) is None
+    assert exhaustion_date(TODAY, 12.5) == date(2026, 3, 27)
+    assert exhaustion_date(TODAY, None) is None

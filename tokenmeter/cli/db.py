@@ -1,0 +1,69 @@
+"""`tokenmeter db path|migrate|merge|export`."""
+
+from __future__ import annotations
+
+import click
+
+from ..output import dumps, render_csv
+from ..store import USAGE_COLUMNS, Store
+from .common import common_options, format_options, get_env
+
+
+@click.group(name="db")
+def db_group() -> None:
+    """The database: where it is, migrations, merging, export."""
+
+
+@db_group.command(name="path")
+@common_options
+def db_path_cmd() -> None:
+    """Print the database path."""
+    click.echo(get_env().db_path)
+
+
+@db_group.command(name="migrate")
+@common_options
+def db_migrate_cmd() -> None:
+    """Apply pending schema migrations (every command also does this)."""
+    env = get_env()
+    with Store.open(env.db_path, migrate=False) as store:
+        pending = store.pending_migrations()
+    with Store.open(env.db_path):
+        pass
+    click.echo(f"Applied {len(pending)} migration(s)" + (f": {', '.join(pending)}" if pending else ""))
+
+
+@db_group.command(name="merge")
+@click.argument("other", type=click.Path(dir_okay=False))
+@common_options
+def db_merge_cmd(other: str) -> None:
+    """Merge OTHER.db (e.g. from another machine) into the database.
+
+    Idempotent: merging the same file twice changes nothing. A row replaces ours only when it was
+    fetched later. Cursors are per machine and are not merged.
+    """
+    env = get_env()
+    with env.open_store() as store:
+        counts = store.merge(other)
+    click.echo(f"Merged {other}: {counts['usage']} usage rows and {counts['quota_snapshots']} snapshots "
+               "added or updated")
+
+
+EXPORT_COLUMNS = [c for c in USAGE_COLUMNS if c not in ("cost_nanos", "est_cost_nanos", "content_hash")]
+
+
+@db_group.command(name="export")
+@format_options
+@common_options
+def db_export_cmd(fmt: str) -> None:
+    """Export every usage row (CSV, TSV or JSON; costs as decimals)."""
+    env = get_env()
+    with env.open_store() as store:
+        rows = store.usage_rows()
+    columns = [c for c in EXPORT_COLUMNS if c not in ("start_ts", "end_ts")]
+    columns[columns.index("currency"):columns.index("currency")] = ["cost"]
+    columns.insert(columns.index("est_currency"), "estimated_cost")
+    if fmt == "json":
+        click.echo(dumps([{c: r.get(c) for c in columns} for r in rows]))
+    else:
+        click.echo(render_csv(rows, columns, delimiter="\t" if fmt == "tsv" else ","), nl=False)

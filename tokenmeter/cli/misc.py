@@ -1,0 +1,186 @@
+"""Smaller commands: plugins, sources, quota, prices, reprice, demo."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from datetime import UTC, date
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..config import Config, settings_help
+from ..errors import ConfigError
+from ..fetch import make_pricer, run_fetch
+from ..output import dumps
+from ..periods import Period
+from ..plugin_manager import get_plugins, get_sources
+from ..reports import rows_for_output, usage_report
+from ..store import Store
+from .common import common_options, emit, format_options, get_env
+
+
+@click.command(name="plugins")
+@common_options
+def plugins_cmd() -> None:
+    """Installed plugins as JSON: name, version, hooks, sources, load errors."""
+    click.echo(json.dumps(get_plugins(), indent=2))
+
+
+@click.command(name="sources")
+@click.option("--no-check", is_flag=True, help="Skip sources' health checks (e.g. `qwencloud auth status`).")
+@format_options
+@common_options
+def sources_cmd(fmt: str, no_check: bool) -> None:
+    """Installed sources: enabled, ready or why not, last fetch, last error."""
+    from ..config import build_settings
+    from ..fetch import make_context
+
+    env = get_env()
+    config = env.config
+    with env.open_store() as store:
+        states = store.source_states()
+        runs = store.last_runs()
+    rows = []
+    for sid, cls in get_sources().items():
+        state = states.get(sid, {})
+        run = runs.get(sid, {})
+        row: dict[str, Any] = {
+            "source": sid, "kind": cls.kind, "provider": cls.provider,
+            "plugin": getattr(cls, "_tokenmeter_plugin", None),
+            "enabled": config.source_enabled(sid), "status": "ready",
+            "last_success": state.get("last_success"), "last_error": state.get("last_error"),
+            "last_run": run.get("started_at"),
+            "settings": settings_help(cls.Settings),
+        }
+        try:
+            source = cls(build_settings(cls.Settings, config.source_table(sid), f"sources.{sid}"),
+                         make_context(config, sid))
+            reason = source.available()
+            if reason:
+                row["status"] = f"not ready: {reason}"
+            elif not no_check and hasattr(source, "health"):
+                ok, message = source.health()
+                row["status"] = "ready" if ok else f"not ready: {message}"
+        except ConfigError as exc:
+            row["status"] = f"config error: {exc}"
+        except Exception as exc:  # a health check must not break the listing
+            row["status"] = f"check failed: {type(exc).__name__}: {exc}"
+        if not row["enabled"]:
+            row["status"] = "disabled"
+        rows.append(row)
+    emit(rows, rows, ["source", "kind", "provider", "status", "last_success", "last_error"], fmt)
+
+
+@click.command(name="quota")
+@format_options
+@common_options
+def quota_cmd(fmt: str) -> None:
+    """Latest quota snapshots: free tiers, coding-plan windows, credits, key limits."""
+    env = get_env()
+    with env.open_store() as store:
+        rows = store.snapshots(latest=True)
+    for r in rows:
+        if r["total"] and r["used"] is not None and r["total"] > 0:
+            r["used_pct"] = float(round(r["used"] / r["total"] * 100, 1))
+        elif r["total"] and r["remaining"] is not None and r["total"] > 0:
+            r["used_pct"] = float(round((r["total"] - r["remaining"]) / r["total"] * 100, 1))
+        else:
+            r["used_pct"] = None
+    cols = ["provider", "name", "unit", "used", "remaining", "total", "used_pct", "resets_at", "observed_at"]
+    data = [{c: r.get(c) for c in ["source", "account", *cols, "details"]} for r in rows]
+    if fmt == "table" and not rows:
+        click.echo("No quota snapshots yet. Run `tokenmeter fetch` with a provider that reports quotas.")
+        return
+    emit(data, data, cols, fmt)
+
+
+@click.command(name="prices")
+@click.argument("model", required=False)
+@click.option("--on", "on_day", metavar="DATE", help="The price in force on this day (default today).")
+@format_options
+@common_options
+def prices_cmd(model: str | None, on_day: str | None, fmt: str) -> None:
+    """The price tokenmeter would use for MODEL (substring), and where it came from."""
+    from ..pricing import PriceBook
+
+    env = get_env()
+    day = date.fromisoformat(on_day) if on_day else env.now().date()
+    book = PriceBook.load(overrides=env.config.prices or None)
+    rows = book.rows(model, day=day)
+    if not rows and model:
+        click.echo(f"No price known for {model!r}: its usage is counted as unpriced. "
+                   f'Add [prices."{model}"] to your config to price it.', err=True)
+    cols = [c for c in ("model", "region", "currency", "valid_from", "input", "output", "cache_read",
+                        "cache_write", "thinking_output", "tiers", "origin", "source") if not rows or c in rows[0]]
+    emit({"basis": book.basis, "day": day, "prices": rows}, rows, cols, fmt)
+
+
+@click.command(name="reprice")
+@common_options
+def reprice_cmd() -> None:
+    """Recompute estimated costs after the price table or your overrides changed."""
+    env = get_env()
+    pricer = make_pricer(env.config)
+    with env.open_store() as store:
+        changed, total = store.reprice(pricer)
+    click.echo(f"Repriced {total} records; {changed} estimates changed.")
+
+
+DEMO_SOURCES = ("dashscope-log", "qwen-code")
+
+
+@click.command(name="demo")
+@click.option("--keep", type=click.Path(file_okay=False), help="Build the demo database in this folder.")
+@format_options
+@common_options
+def demo_cmd(keep: str | None, fmt: str) -> None:
+    """Build a throwaway database from bundled sample logs and print a report.
+
+    Runs the real sources and the real pricing on sample data shipped with tokenmeter: no
+    network, no config, no credentials needed.
+    """
+    installed = get_sources()
+    missing = [s for s in DEMO_SOURCES if s not in installed]
+    if missing:
+        raise ConfigError(f"the demo needs the built-in source(s) {', '.join(missing)}; "
+                          "check `tokenmeter plugins` for load errors")
+    folder = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="tokenmeter-demo-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    data = folder / "data"
+    src = resources.files("tokenmeter.demo") / "data"
+    with resources.as_file(src) as path:
+        shutil.copytree(path, data, dirs_exist_ok=True)
+    config = Config(sources={
+        "dashscope-log": {"paths": [str(data / "qwen-usage.tsv")]},
+        "qwen-code": {"roots": [str(data / "qwen")]},
+    })
+    db = folder / "demo.db"
+    with Store.open(db) as store:
+        results = run_fetch(store, config, list(DEMO_SOURCES), installed)
+        for r in results:
+            line = f"{r.source}: {r.new} new records" + (
+                f", {r.skipped_lines} bad lines skipped" if r.skipped_lines else "")
+            click.echo(line if r.status == "ok" else f"{r.source}: FAILED: {r.message}", err=True)
+        period = Period(None, None, UTC)
+        report = usage_report(store, period, by=["provider", "model"])
+    data_out = report.as_dict()
+    data_out["rows"] = rows_for_output(data_out["rows"])
+    if fmt == "json":
+        click.echo(dumps(data_out | {"database": str(db)}))
+    else:
+        from .report import ROW_METRICS
+
+        emit(data_out, report.rows + [dict(t, provider="Total") for t in report.total],
+             ["provider", "model", *ROW_METRICS], fmt)
+    click.echo(
+        f"\nDemo database: {db}\nNext:\n"
+        f"  tokenmeter --db {db} --all --by day,model     explore the demo data\n"
+        f"  tokenmeter --db {db} prices qwen3-coder-plus   see how a cost was estimated\n"
+        "  cp config.example.toml \"$(dirname \"$(tokenmeter db path)\")\"/config.toml   then point it at your logs\n"
+        "  tokenmeter fetch && tokenmeter --month --by model",
+        err=True,
+    )

@@ -1,0 +1,156 @@
+"""`tokenmeter report` (also the bare `tokenmeter [OPTIONS]` form)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ..output import COST_KIND_NOTE, dumps
+from ..periods import resolve_period
+from ..reports import Filters, parse_group_by, rows_for_output, usage_report
+from .common import common_options, emit, format_options, get_env
+
+PRESET_FLAGS = ("today", "yesterday", "week", "month", "last-month", "quarter", "year", "all")
+ROW_METRICS = [
+    "requests", "input_tokens", "output_tokens", "cache_read_tokens", "reasoning_tokens",
+    "total_tokens", "cost", "cost_kind", "unpriced_requests",
+]
+CSV_METRICS = [
+    "requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+    "reasoning_tokens", "total_tokens", "cost", "currency", "cost_kind", "unpriced_requests",
+]
+
+
+def report_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The period, filter, grouping and output options of a usage report."""
+    opts = [
+        click.option(
+            "--today", "preset", flag_value="today", help="Today (the default)."
+        ),
+        click.option("--yesterday", "preset", flag_value="yesterday", help="Yesterday."),
+        click.option("--week", "preset", flag_value="week", help="This ISO week, Monday to Sunday."),
+        click.option("--month", "preset", flag_value="month", help="This calendar month."),
+        click.option("--last-month", "preset", flag_value="last-month", help="The previous calendar month."),
+        click.option("--quarter", "preset", flag_value="quarter", help="This calendar quarter."),
+        click.option("--year", "preset", flag_value="year", help="This calendar year."),
+        click.option("--all", "preset", flag_value="all", help="Everything in the database."),
+        click.option("--period", "period_name", metavar="NAME",
+                     help="today, yesterday, week, month, last-month, quarter, year, all or YYYY-MM."),
+        click.option("--from", "--since", "date_from", metavar="DATE", help="First day, YYYY-MM-DD (inclusive)."),
+        click.option("--to", "--until", "date_to", metavar="DATE", help="Last day, YYYY-MM-DD (inclusive)."),
+        click.option("--days", type=int, metavar="N", help="The last N days, today included."),
+        click.option("--provider", metavar="P", help="Only providers containing P (case-insensitive)."),
+        click.option("--source", metavar="S", help="Only sources containing S."),
+        click.option("--model", metavar="M", help="Only models containing M."),
+        click.option("--project", metavar="DIR", help="Only projects containing DIR."),
+        click.option("--by", "group_by", metavar="DIMS",
+                     help="Group by any of day,week,month,quarter,model,provider,source,account,project."),
+        click.option("--tz", metavar="ZONE", help="IANA time zone for days (default: config, else system)."),
+        click.option("--cost", "cost_mode", type=click.Choice(["auto", "billed", "estimated"]),
+                     default="auto", show_default=True,
+                     help="auto: the source's own cost, else the estimate; or force one kind."),
+        click.option("-q", "--quiet", is_flag=True, help="Numbers only: total tokens, cost, requests."),
+        click.option("--offline", is_flag=True, help="Read the database only; refresh nothing."),
+        click.option("--refresh", is_flag=True, help="Fetch from every source (ledgers too) first."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return format_options(f)
+
+
+def run_report(
+    *,
+    fmt: str,
+    preset: str | None,
+    period_name: str | None,
+    date_from: str | None,
+    date_to: str | None,
+    days: int | None,
+    provider: str | None,
+    source: str | None,
+    model: str | None,
+    project: str | None,
+    group_by: str | None,
+    tz: str | None,
+    cost_mode: str,
+    quiet: bool,
+    offline: bool,
+    refresh: bool,
+) -> None:
+    env = get_env()
+    zone = env.timezone(tz)
+    by = parse_group_by(group_by)
+    period = resolve_period(env.now(), zone, preset=period_name or preset, date_from=date_from,
+                            date_to=date_to, days=days)
+    with env.open_store() as store:
+        if not offline:
+            from .refresh import refresh_before_report
+
+            refresh_before_report(env, store, everything=refresh)
+        report = usage_report(
+            store, period, by=by, filters=Filters(provider, source, model, project), cost=cost_mode
+        )
+    if quiet:
+        for row in report.total or [{}]:
+            cost = row.get("cost")
+            click.echo(
+                "\t".join(
+                    [str(row.get("total_tokens") or 0), "?" if cost is None else format(cost, "f"),
+                     str(row.get("requests") or 0)]
+                    + ([row["currency"]] if len(report.total) > 1 else [])
+                )
+            )
+        return
+    data = report.as_dict()
+    data["rows"] = rows_for_output(data["rows"])
+    total = data["total"]
+    data["total"] = rows_for_output([total])[0] if isinstance(total, dict) else rows_for_output(total)
+    if fmt == "json":
+        click.echo(dumps(data))
+        return
+    if fmt in ("csv", "tsv"):
+        emit(data, report.rows, [*by, *CSV_METRICS], fmt)
+        return
+    period_text = (
+        f"{report.period['from'] or 'start'} to {report.period['to'] or 'now'} ({report.period['tz']})"
+    )
+    click.echo(f"Usage {period_text}")
+    rows = list(report.rows)
+    totals = [dict(t, **{by[0]: "Total"}) if by else dict(t) for t in report.total]
+    if not by:
+        rows = totals
+        totals = []
+    if not rows:
+        click.echo("No usage recorded for this period.")
+        return
+    columns = [*by, *ROW_METRICS]
+    from ..output import render_table
+
+    text = render_table(rows + totals, columns)
+    if totals:
+        lines = text.splitlines()
+        sep = lines[1]
+        lines.insert(len(lines) - len(totals), sep)
+        text = "\n".join(lines)
+    click.echo(text)
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    click.echo(COST_KIND_NOTE, err=False) if sys.stdout.isatty() else None
+
+
+@click.command(name="report")
+@report_options
+@common_options
+def report_cmd(**kwargs: Any) -> None:
+    """Usage and cost for a period, grouped and filtered.
+
+    \b
+    Examples:
+      tokenmeter report --month --by day,model
+      tokenmeter report --provider qwen --today --json
+      tokenmeter report --from 2026-03-01 --to 2026-03-31 --csv > march.csv
+    """
+    run_report(**kwargs)

@@ -1,0 +1,298 @@
+"""Config file, default paths and source settings (DESIGN §7).
+
+Paths: ``TOKENMETER_HOME`` puts config, data and database in one folder (tests, portable
+installs); otherwise platformdirs' user config and data dirs. ``--config``/``TOKENMETER_CONFIG``
+and ``--db``/``TOKENMETER_DB`` override each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import types
+import typing
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import tzinfo
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import platformdirs
+
+from .errors import ConfigError
+
+__all__ = ["Config", "build_settings", "config_path", "data_dir", "db_path", "load_config", "machine_id"]
+
+APP = "tokenmeter"
+TOP_LEVEL = {"tokenmeter", "sources", "budgets", "alerts", "prices"}
+TOKENMETER_KEYS = {"database", "timezone", "refresh_after"}
+_SECRETISH = re.compile(r"(api_?key|secret|password|token|access_?key|^ak$|^sk$)", re.I)
+
+
+def _home() -> Path | None:
+    home = os.environ.get("TOKENMETER_HOME")
+    return Path(home).expanduser() if home else None
+
+
+def config_dir() -> Path:
+    return _home() or Path(platformdirs.user_config_dir(APP))
+
+
+def data_dir() -> Path:
+    return _home() or Path(platformdirs.user_data_dir(APP))
+
+
+def config_path(explicit: str | None = None) -> Path:
+    value = explicit or os.environ.get("TOKENMETER_CONFIG")
+    return Path(value).expanduser() if value else config_dir() / "config.toml"
+
+
+def db_path(explicit: str | None = None, config: Config | None = None) -> Path:
+    value = explicit or os.environ.get("TOKENMETER_DB") or (config.database if config else None)
+    return Path(value).expanduser() if value else data_dir() / "tokenmeter.db"
+
+
+def machine_id() -> str:
+    """A stable, non-secret id for this machine, kept in the data dir (log sources' ``account``)."""
+    path = data_dir() / "machine-id"
+    try:
+        value = path.read_text().strip()
+        if value:
+            return value
+    except OSError:
+        pass
+    value = uuid.uuid4().hex[:12]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(value + "\n")
+    return value
+
+
+def system_timezone() -> tzinfo:
+    name = os.environ.get("TZ")
+    if name:
+        try:
+            return ZoneInfo(name.lstrip(":"))
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    try:
+        link = os.readlink("/etc/localtime")
+        if "zoneinfo/" in link:
+            return ZoneInfo(link.split("zoneinfo/", 1)[1])
+    except (OSError, ZoneInfoNotFoundError, ValueError):
+        pass
+    from datetime import datetime
+
+    return datetime.now().astimezone().tzinfo or ZoneInfo("UTC")
+
+
+def parse_timezone(name: str, where: str = "--tz") -> tzinfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{where}: unknown time zone {name!r}; use an IANA name such as 'Europe/Berlin'") from None
+
+
+@dataclass
+class Config:
+    path: Path | None = None
+    database: str | None = None
+    timezone_name: str | None = None
+    refresh_after: int | None = None  # seconds; ledger data older than this is refreshed before reports
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    budgets: dict[str, Any] = field(default_factory=dict)
+    alerts: list[Any] = field(default_factory=list)
+    prices: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def timezone(self) -> tzinfo:
+        if self.timezone_name:
+            return parse_timezone(self.timezone_name, "tokenmeter.timezone")
+        return system_timezone()
+
+    def source_table(self, source_id: str) -> dict[str, Any]:
+        return dict(self.sources.get(source_id, {}))
+
+    def source_enabled(self, source_id: str) -> bool:
+        return bool(self.sources.get(source_id, {}).get("enabled", True))
+
+
+def _duration(value: Any, where: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", value)
+        if m:
+            return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    raise ConfigError(f"{where}: expected a duration such as 3600, '30m', '6h' or '1d', got {value!r}")
+
+
+def load_config(explicit: str | None = None) -> Config:
+    """Read the config file (a missing default file is an empty config; a missing explicit one is an error)."""
+    path = config_path(explicit)
+    if not path.exists():
+        if explicit or os.environ.get("TOKENMETER_CONFIG"):
+            if explicit:
+                raise ConfigError(f"config file {path} does not exist; create it from config.example.toml")
+        return Config(path=None)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    return parse_config(data, path)
+
+
+def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
+    cfg = Config(path=path)
+    for key in data:
+        if key not in TOP_LEVEL:
+            raise ConfigError(f"unknown config section {key!r}; known: {', '.join(sorted(TOP_LEVEL))}")
+    tm = data.get("tokenmeter", {})
+    _table(tm, "tokenmeter")
+    for key, value in tm.items():
+        if key not in TOKENMETER_KEYS:
+            raise ConfigError(f"tokenmeter.{key}: unknown key; known: {', '.join(sorted(TOKENMETER_KEYS))}")
+        if key == "database":
+            cfg.database = _string(value, "tokenmeter.database")
+        elif key == "timezone":
+            cfg.timezone_name = _string(value, "tokenmeter.timezone")
+            parse_timezone(cfg.timezone_name, "tokenmeter.timezone")
+        elif key == "refresh_after":
+            cfg.refresh_after = _duration(value, "tokenmeter.refresh_after")
+    sources = data.get("sources", {})
+    _table(sources, "sources")
+    for sid, table in sources.items():
+        _table(table, f"sources.{sid}")
+        if "enabled" in table and not isinstance(table["enabled"], bool):
+            raise ConfigError(f"sources.{sid}.enabled: expected true or false")
+        for key, value in table.items():
+            if isinstance(value, str) and _SECRETISH.search(key) and not key.endswith(("_env", "_file")):
+                cfg.warnings.append(
+                    f"sources.{sid}.{key} holds a literal secret; prefer an environment variable"
+                )
+        cfg.sources[sid] = dict(table)
+    budgets = data.get("budgets", {})
+    _table(budgets, "budgets")
+    cfg.budgets = dict(budgets)
+    alerts = data.get("alerts", [])
+    if not isinstance(alerts, list):
+        raise ConfigError("alerts: expected [[alerts]] tables")
+    cfg.alerts = list(alerts)
+    prices = data.get("prices", {})
+    _table(prices, "prices")
+    cfg.prices = dict(prices)
+    _validate_sections(cfg)
+    return cfg
+
+
+def _validate_sections(cfg: Config) -> None:
+    """Validate budgets, alerts and price overrides with their owners' parsers."""
+    import importlib
+
+    for section, module, func in (
+        ("prices", "pricing", "validate_overrides"),
+        ("budgets", "budgets", "parse_budgets"),
+        ("alerts", "alerts", "parse_alerts"),
+    ):
+        value = getattr(cfg, section)
+        if value:
+            getattr(importlib.import_module(f"tokenmeter.{module}"), func)(value)
+
+
+def _table(value: Any, where: str) -> None:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a table")
+
+
+def _string(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: expected a non-empty string")
+    return value
+
+
+# -- source settings ----------------------------------------------------------------------------
+
+
+def build_settings(settings_cls: type, table: Mapping[str, Any], where: str) -> Any:
+    """Build a source's ``Settings`` dataclass from its config table, checking keys and types."""
+    if not dataclasses.is_dataclass(settings_cls):
+        raise ConfigError(f"{where}: the source's Settings is not a dataclass")
+    fields = {f.name: f for f in dataclasses.fields(settings_cls)}
+    hints = typing.get_type_hints(settings_cls)
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "enabled":
+            continue
+        if key not in fields:
+            known = ", ".join(sorted([*fields, "enabled"]))
+            raise ConfigError(f"{where}.{key}: unknown key; known keys: {known}")
+        values[key] = _coerce(value, hints.get(key, Any), f"{where}.{key}")
+    try:
+        return settings_cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    if hint is Any:
+        return value
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin in (list, tuple, typing.Sequence) or hint in (list, tuple):
+        if isinstance(value, str) and origin is not None:
+            value = [value]  # a single path where a list is expected is what people mean
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(hint)[:1] or (Any,)
+        out = [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict or hint is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a table")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def settings_help(settings_cls: type) -> list[dict[str, Any]]:
+    """Describe a Settings dataclass: name, type, default, help (for docs and `sources`)."""
+    out = []
+    for f in dataclasses.fields(settings_cls):
+        default: Any = None
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        out.append({"name": f.name, "type": str(f.type), "default": default, "help": f.metadata.get("help", "")})
+    return out

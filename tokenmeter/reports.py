@@ -1,0 +1,324 @@
+"""Usage reports: pure query -> rows functions over the store (the CLI only renders them).
+
+Rules that make the numbers trustworthy:
+
+- A row's cost is the source's own figure (``billed`` or ``logged``) when it has one, else the
+  price-table estimate (``estimated``); ``--cost billed`` / ``--cost estimated`` force one kind.
+  Usage with no price is counted in ``unpriced_requests`` and never shown as 0.
+- One row per currency where currencies differ.
+- No double counting: where a ledger source (a provider's bill) covers a provider's day, log
+  records of that provider (same label, or the label followed by ``-…``) for that day are left out
+  and a note says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from .errors import ConfigError
+from .periods import Period, label, offset_segments
+from .store import Store, from_nanos
+
+__all__ = ["DIMENSIONS", "Filters", "Report", "usage_report"]
+
+TIME_DIMS = ("day", "week", "month", "quarter")
+COLUMN_DIMS = ("model", "provider", "source", "account", "project")
+DIMENSIONS = TIME_DIMS + COLUMN_DIMS
+METRICS = (
+    "requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+    "reasoning_tokens", "total_tokens",
+)
+COST_MODES = ("auto", "billed", "estimated")
+
+
+@dataclass(frozen=True)
+class Filters:
+    provider: str | None = None
+    source: str | None = None
+    model: str | None = None
+    project: str | None = None
+
+    def sql(self) -> tuple[str, list[Any]]:
+        parts, params = [], []
+        for col in ("provider", "source", "model", "project"):
+            value = getattr(self, col)
+            if value:
+                escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                parts.append(f"u.{col} LIKE ? ESCAPE '\\'")
+                params.append(f"%{escaped}%")
+        return " AND ".join(parts), params
+
+
+@dataclass
+class Report:
+    period: dict[str, Any]
+    group_by: list[str]
+    rows: list[dict[str, Any]]
+    total: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        total: Any = self.total[0] if len(self.total) == 1 else self.total
+        if not self.total:
+            total = _empty_row({})
+        out = {"period": self.period, "group_by": self.group_by, "rows": self.rows, "total": total}
+        if self.notes:
+            out["notes"] = self.notes
+        return out
+
+
+def parse_group_by(value: str | Sequence[str] | None) -> list[str]:
+    if not value:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out = []
+    for item in items:
+        item = item.strip().lower()
+        if not item:
+            continue
+        if item not in DIMENSIONS:
+            raise ConfigError(f"--by {item!r}: use any of {', '.join(DIMENSIONS)} (comma-separated)")
+        if item not in out:
+            out.append(item)
+    return out
+
+
+def _cost_sql(mode: str) -> tuple[str, str, str]:
+    """SQL for (cost nanos, currency, kind) of one row under a cost mode."""
+    if mode == "billed":
+        return "u.cost_nanos", "u.currency", "u.cost_kind"
+    if mode == "estimated":
+        return "u.est_cost_nanos", "u.est_currency", "CASE WHEN u.est_cost_nanos IS NOT NULL THEN 'estimated' END"
+    return (
+        "COALESCE(u.cost_nanos, u.est_cost_nanos)",
+        "CASE WHEN u.cost_nanos IS NOT NULL THEN u.currency ELSE u.est_currency END",
+        "CASE WHEN u.cost_nanos IS NOT NULL THEN u.cost_kind "
+        "WHEN u.est_cost_nanos IS NOT NULL THEN 'estimated' END",
+    )
+
+
+def _bounds(store: Store, period: Period) -> tuple[int, int] | None:
+    lo, hi = period.bounds()
+    if lo is None or hi is None:
+        row = store.conn.execute("SELECT MIN(start_ts), MAX(start_ts) FROM usage").fetchone()
+        if row[0] is None:
+            return None
+        lo = row[0] if lo is None else lo
+        hi = row[1] + 1 if hi is None else hi
+    return (lo, hi) if hi > lo else None
+
+
+def _prepare_cover(store: Store, lo: int, hi: int) -> bool:
+    """Fill a temp table with the (provider, interval) ledger sources cover; True if any."""
+    conn = store.conn
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS _cover (provider TEXT, lo INTEGER, hi INTEGER)")
+    conn.execute("DELETE FROM _cover")
+    # an event-like ledger record (start == end) covers its UTC day
+    conn.execute(
+        "INSERT INTO _cover SELECT DISTINCT provider, "
+        "CASE WHEN end_ts > start_ts THEN start_ts ELSE start_ts - start_ts % 86400 END, "
+        "CASE WHEN end_ts > start_ts THEN end_ts ELSE start_ts - start_ts % 86400 + 86400 END "
+        "FROM usage WHERE kind = 'ledger' AND start_ts < ? AND end_ts >= ? "
+        "AND (requests IS NULL OR requests > 0 OR cost_nanos IS NOT NULL)",
+        (hi, lo - 86400),
+    )
+    has_logs = conn.execute(
+        "SELECT 1 FROM usage WHERE kind = 'log' AND start_ts >= ? AND start_ts < ? LIMIT 1", (lo, hi)
+    ).fetchone()
+    return bool(has_logs) and bool(conn.execute("SELECT 1 FROM _cover LIMIT 1").fetchone())
+
+
+_OVERLAP = (
+    "(u.kind = 'log' AND EXISTS (SELECT 1 FROM _cover c WHERE u.start_ts >= c.lo AND u.start_ts < c.hi "
+    "AND (u.provider = c.provider OR u.provider LIKE c.provider || '-%')))"
+)
+
+
+def usage_report(
+    store: Store,
+    period: Period,
+    *,
+    by: Sequence[str] = (),
+    filters: Filters | None = None,
+    cost: str = "auto",
+) -> Report:
+    """Aggregate usage over ``period`` grouped by ``by`` (see module docstring for the rules)."""
+    if cost not in COST_MODES:
+        raise ConfigError(f"--cost {cost!r}: use auto, billed or estimated")
+    by = list(by)
+    filters = filters or Filters()
+    tz_name = getattr(period.tz, "key", None) or str(period.tz)
+    period_info = {
+        "from": period.start.isoformat() if period.start else None,
+        "to": period.end.isoformat() if period.end else None,
+        "tz": tz_name,
+    }
+    bounds = _bounds(store, period)
+    if bounds is None:
+        return Report(period_info, by, [], [], [])
+    lo, hi = bounds
+    time_dims = [d for d in by if d in TIME_DIMS]
+    col_dims = [d for d in by if d in COLUMN_DIMS]
+    cost_expr, cur_expr, kind_expr = _cost_sql(cost)
+    where, params = filters.sql()
+    overlap = _prepare_cover(store, lo, hi)
+    notes: list[str] = []
+    if overlap:
+        notes.extend(_overlap_notes(store, lo, hi, where, params))
+
+    select_cols = [f"u.{c}" for c in col_dims]
+    raw: list[tuple[Any, ...]] = []
+    segments = offset_segments(lo, hi, period.tz) if time_dims else [(lo, hi, 0)]
+    for seg_lo, seg_hi, offset in segments:
+        day_expr = f"(u.start_ts + {offset}) / 86400" if time_dims else "NULL"
+        sql = (
+            f"SELECT {day_expr} AS dayno, "
+            + "".join(f"{c}, " for c in select_cols)
+            + f"{cur_expr} AS cur, {kind_expr} AS kind, "
+            + ", ".join(f"SUM(u.{m})" for m in METRICS[:-1])
+            + ", SUM(COALESCE(u.total_tokens, u.input_tokens + u.output_tokens)), "
+            + f"SUM({cost_expr}), "
+            + f"SUM(CASE WHEN {cost_expr} IS NULL THEN COALESCE(u.requests, 1) ELSE 0 END), COUNT(*) "
+            + "FROM usage u WHERE u.start_ts >= ? AND u.start_ts < ?"
+            + (f" AND {where}" if where else "")
+            + (f" AND NOT {_OVERLAP}" if overlap else "")
+            + " GROUP BY dayno"
+            + "".join(f", {c}" for c in select_cols)
+            + ", cur, kind"
+        )
+        raw.extend(store.conn.execute(sql, [seg_lo, seg_hi, *params]).fetchall())
+
+    groups: dict[tuple[Any, ...], dict[Any, list[Any]]] = {}
+    ncol = len(col_dims)
+    epoch = date(1970, 1, 1)
+    for r in raw:
+        dayno = r[0]
+        tkey = tuple(label(epoch + timedelta(days=dayno), d) for d in time_dims) if time_dims else ()
+        ckey = tuple(r[1 : 1 + ncol])
+        key = _ordered_key(by, time_dims, col_dims, tkey, ckey)
+        cur, kind = r[1 + ncol], r[2 + ncol]
+        values = list(r[3 + ncol :])
+        bucket = groups.setdefault(key, {})
+        _accumulate(bucket, cur, kind, values)
+
+    rows: list[dict[str, Any]] = []
+    for key in sorted(groups, key=_sort_key):
+        base = dict(zip(by, key, strict=True))
+        rows.extend(_finish(base, groups[key]))
+    total_bucket: dict[Any, list[Any]] = {}
+    for bucket in groups.values():
+        for cur, acc in bucket.items():
+            _merge(total_bucket, cur, acc)
+    total = _finish({}, total_bucket)
+    return Report(period_info, by, rows, total, notes)
+
+
+def _ordered_key(by, time_dims, col_dims, tkey, ckey) -> tuple[Any, ...]:
+    t = dict(zip(time_dims, tkey, strict=True))
+    c = dict(zip(col_dims, ckey, strict=True))
+    return tuple(t[d] if d in t else c[d] for d in by)
+
+
+def _sort_key(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple((v is None, v if v is not None else "") for v in key)
+
+
+# accumulator per currency: [metrics..., cost_nanos, unpriced, count, kinds:set]
+def _accumulate(bucket: dict[Any, list[Any]], cur: str | None, kind: str | None, values: list[Any]) -> None:
+    acc = bucket.get(cur)
+    if acc is None:
+        acc = [None] * (len(values)) + [set()]
+        bucket[cur] = acc
+    for i, v in enumerate(values):
+        if v is not None:
+            acc[i] = v if acc[i] is None else acc[i] + v
+    if kind:
+        acc[-1].add(kind)
+
+
+def _merge(target: dict[Any, list[Any]], cur: Any, acc: list[Any]) -> None:
+    out = target.get(cur)
+    if out is None:
+        target[cur] = [*acc[:-1], set(acc[-1])]
+        return
+    for i, v in enumerate(acc[:-1]):
+        if v is not None:
+            out[i] = v if out[i] is None else out[i] + v
+    out[-1] |= acc[-1]
+
+
+def _empty_row(base: dict[str, Any]) -> dict[str, Any]:
+    """The total of nothing: zero requests and tokens (known), no cost."""
+    row = dict(base)
+    for m in METRICS:
+        row[m] = 0
+    row.update(cost=None, currency=None, cost_kind=None, unpriced_requests=0)
+    return row
+
+
+def _finish(base: dict[str, Any], bucket: dict[Any, list[Any]]) -> list[dict[str, Any]]:
+    """One row per currency; usage with no price joins the group's first currency row."""
+    priced = sorted(c for c in bucket if c is not None)
+    unpriced = bucket.get(None)
+    if not priced:
+        priced_accs: list[tuple[Any, list[Any]]] = [(None, unpriced)] if unpriced else []
+    else:
+        priced_accs = [(c, bucket[c]) for c in priced]
+        if unpriced:
+            first = [*priced_accs[0][1][:-1], set(priced_accs[0][1][-1])]
+            for i, v in enumerate(unpriced[:-1]):
+                if v is not None:
+                    first[i] = v if first[i] is None else first[i] + v
+            priced_accs[0] = (priced_accs[0][0], first)
+    rows = []
+    n = len(METRICS)
+    for cur, acc in priced_accs:
+        row = dict(base)
+        for i, m in enumerate(METRICS):
+            row[m] = acc[i]
+        kinds = acc[-1]
+        row["cost"] = from_nanos(acc[n]) if cur is not None else None
+        row["currency"] = cur
+        row["cost_kind"] = (next(iter(kinds)) if len(kinds) == 1 else "mixed") if kinds else None
+        row["unpriced_requests"] = acc[n + 1] or 0
+        rows.append(row)
+    return rows
+
+
+def _overlap_notes(store: Store, lo: int, hi: int, where: str, params: list[Any]) -> list[str]:
+    sql = (
+        "SELECT u.provider, COUNT(*), SUM(COALESCE(u.requests, 1)), MIN(u.start_ts), MAX(u.start_ts) "
+        f"FROM usage u WHERE u.start_ts >= ? AND u.start_ts < ? AND {_OVERLAP}"
+        + (f" AND {where}" if where else "")
+        + " GROUP BY u.provider"
+    )
+    notes = []
+    for provider, _n, reqs, first, last in store.conn.execute(sql, [lo, hi, *params]):
+        d1 = datetime.fromtimestamp(first, UTC).date()
+        d2 = datetime.fromtimestamp(last, UTC).date()
+        span = d1.isoformat() if d1 == d2 else f"{d1}..{d2}"
+        notes.append(
+            f"{provider}: {reqs} logged requests on {span} left out; a provider bill covers those days"
+        )
+    return notes
+
+
+def decimal_str(value: Decimal | None) -> str | None:
+    if value is None:
+        return None
+    text = format(value.normalize(), "f")
+    return text
+
+
+def rows_for_output(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with costs as decimal strings (JSON-ready), without internal fields."""
+    out = []
+    for r in rows:
+        r = {k: v for k, v in r.items() if k != "records"}
+        r["cost"] = decimal_str(r.get("cost"))
+        out.append(r)
+    return out

@@ -1,0 +1,404 @@
+"""The SQLite store: upserts, cursors, fetch runs, snapshots, merge and export (DESIGN §5).
+
+Writes happen in a ``WriteSession``: records are upserted by ``hash(source, account, key)`` inside
+one open transaction, which commits only at a ``Cursor`` checkpoint (together with the cursor)
+or at the end of the run; an exception rolls back to the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from ..errors import StoreError
+from ..records import QuotaSnapshot, UsageRecord
+from .migrations import migrations
+
+__all__ = ["NANO", "Store", "WriteSession", "from_nanos", "row_id", "to_nanos"]
+
+NANO = Decimal(10) ** 9
+BATCH = 2000
+
+USAGE_COLUMNS = (
+    "id", "source", "kind", "account", "key", "provider", "model", "project", "session",
+    "start", "end", "start_ts", "end_ts", "requests", "errors", "input_tokens", "output_tokens",
+    "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "total_tokens",
+    "cost_nanos", "currency", "cost_kind", "est_cost_nanos", "est_currency", "price_basis",
+    "details", "content_hash", "fetched_at",
+)
+_UPSERT_SQL = "INSERT INTO usage ({cols}) VALUES ({marks}) ON CONFLICT(id) DO UPDATE SET {sets}".format(
+    cols=", ".join(f'"{c}"' for c in USAGE_COLUMNS),
+    marks=", ".join("?" for _ in USAGE_COLUMNS),
+    sets=", ".join(f'"{c}" = excluded."{c}"' for c in USAGE_COLUMNS if c != "id"),
+)
+
+
+def to_nanos(value: Decimal | None) -> int | None:
+    if value is None:
+        return None
+    return int((value * NANO).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def from_nanos(value: int | None) -> Decimal | None:
+    if value is None:
+        return None
+    return Decimal(value).scaleb(-9)
+
+
+def row_id(source: str, account: str | None, key: str) -> str:
+    return hashlib.sha256(f"{source}\x1f{account or ''}\x1f{key}".encode()).hexdigest()[:32]
+
+
+def iso(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def now_iso() -> str:
+    return iso(datetime.now(UTC)) or ""
+
+
+def _dec(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+@dataclass
+class RunCounts:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    snapshots: int = 0
+
+
+class Store:
+    """An open tokenmeter database (migrated, WAL mode, busy timeout)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self.conn = conn
+        self.path = path
+        self.db = sqlite_utils.Database(conn)
+
+    @classmethod
+    def open(cls, path: str | Path, *, migrate: bool = True) -> Store:
+        path = str(path)
+        if path != ":memory:":
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 30000")
+            if path != ":memory:":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            store = cls(conn, path)
+            if migrate:
+                migrations.apply(store.db)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open database {path}: {exc}") from exc
+        return store
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- state -----------------------------------------------------------------------------
+    def pending_migrations(self) -> list[str]:
+        return [m.name for m in migrations.pending(self.db)]
+
+    def get_cursor(self, source: str) -> dict[str, Any]:
+        row = self.conn.execute("SELECT cursor FROM source_state WHERE source = ?", (source,)).fetchone()
+        if not row or not row[0]:
+            return {}
+        return json.loads(row[0])
+
+    def source_states(self) -> dict[str, dict[str, Any]]:
+        cur = self.conn.execute("SELECT * FROM source_state")
+        names = [d[0] for d in cur.description]
+        return {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
+
+    def record_error(self, source: str, message: str) -> None:
+        self.conn.execute(
+            "INSERT INTO source_state (source, last_error, last_error_at, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(source) DO UPDATE SET last_error = excluded.last_error, "
+            "last_error_at = excluded.last_error_at, updated_at = excluded.updated_at",
+            (source, message, now_iso(), now_iso()),
+        )
+
+    def log_run(self, **values: Any) -> None:
+        self.db["fetch_runs"].insert(values)
+
+    def last_runs(self) -> dict[str, dict[str, Any]]:
+        cur = self.conn.execute(
+            "SELECT * FROM fetch_runs WHERE id IN (SELECT MAX(id) FROM fetch_runs GROUP BY source)"
+        )
+        names = [d[0] for d in cur.description]
+        return {r[1]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
+
+    # -- writing ---------------------------------------------------------------------------
+    def session(self, source: str, kind: str, *, pricer: Any = None) -> WriteSession:
+        return WriteSession(self, source, kind, pricer)
+
+    # -- reading ---------------------------------------------------------------------------
+    def usage_rows(self, **where: Any) -> list[dict[str, Any]]:
+        """Stored usage rows as dicts (costs as Decimal), optionally filtered by exact column values."""
+        sql = "SELECT * FROM usage"
+        params: list[Any] = []
+        if where:
+            sql += " WHERE " + " AND ".join(f'"{k}" = ?' for k in where)
+            params = list(where.values())
+        sql += " ORDER BY start_ts, source, key"
+        return [_public_row(r) for r in self._dicts(sql, params)]
+
+    def snapshots(self, latest: bool = True) -> list[dict[str, Any]]:
+        if latest:
+            sql = (
+                "SELECT q.* FROM quota_snapshots q JOIN (SELECT provider, IFNULL(account, '') a, name, "
+                "MAX(observed_at) m FROM quota_snapshots GROUP BY provider, IFNULL(account, ''), name) l "
+                "ON q.provider = l.provider AND IFNULL(q.account, '') = l.a AND q.name = l.name "
+                "AND q.observed_at = l.m ORDER BY q.provider, q.name"
+            )
+        else:
+            sql = "SELECT * FROM quota_snapshots ORDER BY observed_at"
+        out = []
+        for r in self._dicts(sql, []):
+            for k in ("used", "remaining", "total"):
+                r[k] = None if r[k] is None else Decimal(r[k])
+            r["details"] = json.loads(r["details"] or "{}")
+            out.append(r)
+        return out
+
+    def _dicts(self, sql: str, params: Iterable[Any]) -> Iterator[dict[str, Any]]:
+        cur = self.conn.execute(sql, list(params))
+        names = [d[0] for d in cur.description]
+        for r in cur:
+            yield dict(zip(names, r, strict=True))
+
+    def reprice(self, pricer: Any) -> tuple[int, int]:
+        """Recompute every estimate with ``pricer``; returns (changed, total)."""
+        from ..records import UsageRecord
+
+        changed = total = 0
+        updates = []
+        cur = self.conn.execute(
+            "SELECT id, provider, model, start, requests, input_tokens, output_tokens, cache_read_tokens, "
+            "cache_write_tokens, reasoning_tokens, est_cost_nanos, est_currency, price_basis "
+            "FROM usage WHERE model IS NOT NULL"
+        )
+        for row in cur.fetchall():
+            total += 1
+            start = datetime.fromisoformat(row[3].replace("Z", "+00:00"))
+            rec = UsageRecord(key="x", start=start, provider=row[1], model=row[2], requests=row[4],
+                              input_tokens=row[5], output_tokens=row[6], cache_read_tokens=row[7],
+                              cache_write_tokens=row[8], reasoning_tokens=row[9])
+            est = pricer(rec) if pricer else None
+            new = (to_nanos(est.cost), est.currency, est.basis) if est else (None, None, None)
+            if new != tuple(row[10:13]):
+                changed += 1
+                updates.append((*new, row[0]))
+        with _tx(self.conn):
+            self.conn.executemany(
+                "UPDATE usage SET est_cost_nanos = ?, est_currency = ?, price_basis = ? WHERE id = ?", updates
+            )
+        return changed, total
+
+    # -- merge -----------------------------------------------------------------------------
+    def merge(self, other: str | Path) -> dict[str, int]:
+        """Merge another tokenmeter database in. Idempotent: merging the same file twice changes nothing.
+
+        A row from the other file replaces ours only when it was fetched later. Cursors and fetch
+        runs are per machine and are not merged.
+        """
+        other = Path(other).expanduser()
+        if not other.exists():
+            raise StoreError(f"cannot merge {other}: no such file")
+        if other.resolve() == Path(self.path).resolve():
+            raise StoreError("cannot merge a database into itself")
+        with Store.open(other, migrate=False) as o:
+            pending = o.pending_migrations()
+            if "m001_initial" in pending:
+                raise StoreError(f"{other} is not a tokenmeter database")
+        before = self.conn.total_changes
+        self.conn.execute("ATTACH DATABASE ? AS other", (str(other),))
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            cols = ", ".join(f'"{c}"' for c in USAGE_COLUMNS)
+            sets = ", ".join(f'"{c}" = excluded."{c}"' for c in USAGE_COLUMNS if c != "id")
+            cur = self.conn.execute(
+                f"INSERT INTO main.usage ({cols}) SELECT {cols} FROM other.usage WHERE true "
+                f"ON CONFLICT(id) DO UPDATE SET {sets} "
+                "WHERE excluded.content_hash IS NOT main.usage.content_hash "
+                "AND excluded.fetched_at > main.usage.fetched_at"
+            )
+            usage = cur.rowcount
+            cur = self.conn.execute(
+                "INSERT OR IGNORE INTO main.quota_snapshots SELECT * FROM other.quota_snapshots"
+            )
+            snaps = cur.rowcount
+            self.conn.execute("COMMIT")
+        except Exception:
+            self.conn.execute("ROLLBACK")
+            raise
+        finally:
+            self.conn.execute("DETACH DATABASE other")
+        return {"usage": usage, "quota_snapshots": snaps, "changes": self.conn.total_changes - before}
+
+
+class _tx:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _public_row(r: dict[str, Any]) -> dict[str, Any]:
+    r["cost"] = from_nanos(r.pop("cost_nanos"))
+    r["estimated_cost"] = from_nanos(r.pop("est_cost_nanos"))
+    r["details"] = json.loads(r["details"] or "{}")
+    return r
+
+
+class WriteSession:
+    """Upserts one source run's records; commits with each cursor checkpoint."""
+
+    def __init__(self, store: Store, source: str, kind: str, pricer: Any) -> None:
+        self.store = store
+        self.conn = store.conn
+        self.source = source
+        self.kind = kind
+        self.pricer = pricer
+        self.counts = RunCounts()
+        self.committed = RunCounts()  # what the last checkpoint made durable
+        self._pending: dict[str, tuple[Any, ...]] = {}
+        self._fetched_at = now_iso()
+        self._in_tx = False
+
+    def _begin(self) -> None:
+        if not self._in_tx:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self._in_tx = True
+
+    def add(self, item: UsageRecord | QuotaSnapshot) -> None:
+        if isinstance(item, QuotaSnapshot):
+            self._add_snapshot(item)
+            return
+        row = self._row(item)
+        # the same key twice in one run (e.g. a forked log line): last one wins, counted once
+        self._pending[row[0]] = row
+        if len(self._pending) >= BATCH:
+            self.flush()
+
+    def _row(self, r: UsageRecord) -> tuple[Any, ...]:
+        details = json.dumps(dict(r.details), sort_keys=True, default=str, separators=(",", ":"))
+        est = None
+        if self.pricer is not None and r.model:
+            est = self.pricer(r)
+        start = r.start
+        end = r.end or r.start
+        content = (
+            self.kind, r.account, r.key, r.provider, r.model, r.project, r.session, iso(start), iso(end),
+            r.requests, r.errors, r.input_tokens, r.output_tokens, r.cache_read_tokens,
+            r.cache_write_tokens, r.reasoning_tokens, r.total_tokens, to_nanos(r.cost), r.currency,
+            r.cost_kind, details,
+        )
+        content_hash = hashlib.sha1(repr(content).encode()).hexdigest()
+        return (
+            row_id(self.source, r.account, r.key), self.source, self.kind, r.account, r.key,
+            r.provider, r.model, r.project, r.session, iso(start), iso(end),
+            int(start.timestamp()), int(end.timestamp()), r.requests, r.errors, r.input_tokens,
+            r.output_tokens, r.cache_read_tokens, r.cache_write_tokens, r.reasoning_tokens,
+            r.total_tokens, to_nanos(r.cost), r.currency, r.cost_kind,
+            to_nanos(est.cost) if est else None, est.currency if est else None,
+            est.basis if est else None, details, content_hash, self._fetched_at,
+        )
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        self._begin()
+        rows = self._pending
+        self._pending = {}
+        ids = list(rows)
+        existing: dict[str, str] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            existing.update(
+                self.conn.execute(f"SELECT id, content_hash FROM usage WHERE id IN ({marks})", chunk)
+            )
+        write = []
+        hash_at = USAGE_COLUMNS.index("content_hash")
+        for rid, row in rows.items():
+            old = existing.get(rid)
+            if old is None:
+                self.counts.new += 1
+                write.append(row)
+            elif old != row[hash_at]:
+                self.counts.updated += 1
+                write.append(row)
+            else:
+                self.counts.unchanged += 1
+        if write:
+            self.conn.executemany(_UPSERT_SQL, write)
+
+    def _add_snapshot(self, s: QuotaSnapshot) -> None:
+        self._begin()
+        observed = iso(s.observed_at)
+        sid = hashlib.sha256(
+            f"{s.provider}\x1f{s.account or ''}\x1f{s.name}\x1f{observed}".encode()
+        ).hexdigest()[:32]
+        self.conn.execute(
+            "INSERT OR REPLACE INTO quota_snapshots (id, source, provider, account, name, unit, used, "
+            "remaining, total, resets_at, observed_at, details) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (sid, self.source, s.provider, s.account, s.name, s.unit, _dec(s.used), _dec(s.remaining),
+             _dec(s.total), iso(s.resets_at), observed,
+             json.dumps(dict(s.details), sort_keys=True, default=str)),
+        )
+        self.counts.snapshots += 1
+
+    def checkpoint(self, cursor: Mapping[str, Any] | None) -> None:
+        """Write pending rows and the cursor, then commit."""
+        self.flush()
+        self._begin()
+        if cursor is not None:
+            self.conn.execute(
+                "INSERT INTO source_state (source, cursor, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(source) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+                (self.source, json.dumps(dict(cursor), sort_keys=True), now_iso()),
+            )
+        self.conn.execute("COMMIT")
+        self._in_tx = False
+        self.committed = RunCounts(**self.counts.__dict__)
+
+    def finish(self, cursor: Mapping[str, Any] | None) -> None:
+        self.checkpoint(cursor)
+        now = now_iso()
+        self.conn.execute(
+            "INSERT INTO source_state (source, last_success, last_error, updated_at) VALUES (?, ?, NULL, ?) "
+            "ON CONFLICT(source) DO UPDATE SET last_success = excluded.last_success, last_error = NULL, "
+            "updated_at = excluded.updated_at",
+            (self.source, now, now),
+        )
+
+    def abort(self) -> None:
+        self._pending = {}
+        if self._in_tx:
+            self.conn.execute("ROLLBACK")
+            self._in_tx = False
