@@ -29,7 +29,7 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote
 
 FAKE_AK = "FAKEAKFORTESTS0000001"
 FAKE_SK = "FAKESKFORTESTS00000000000000000000000001"
@@ -162,14 +162,16 @@ class FakeHuawei:
         if method == "POST" and match:
             data = json.loads(body)
             if data.get("service_type") not in (1, 2, 4):
-                return 400, {"error_code": "ModelArts.4101", "error_msg": "service_type must be one of [1 2 4]"}, {}
+                message = "service_type must be one of [1 2 4]"
+                return 400, {"error_code": "ModelArts.4101", "error_msg": message}, {}
             if data.get("infer_type") not in ("real_time", "batch"):
                 return 400, {"error_code": "ModelArts.4101", "error_msg": "invalid infer_type"}, {}
             start, end = data.get("start_time"), data.get("end_time")
             if not isinstance(start, int) or not isinstance(end, int) or not 0 < end - start <= 30 * DAY_MS:
                 return 400, {"error_code": "ModelArts.4101", "error_msg": "invalid time range"}, {}
             return 200, self.usage(data), {}
-        return 404, {"error_code": "APIGW.0101", "error_msg": "The API does not exist or has not been published"}, {}
+        message = "The API does not exist or has not been published"
+        return 404, {"error_code": "APIGW.0101", "error_msg": message}, {}
 
     @property
     def statistics_bodies(self) -> list[dict[str, Any]]:
@@ -244,8 +246,9 @@ def run_scenario(name: str, base_url: str, *, record_mode: str = "none",
     """Run ``backfill`` (first run, project lookup) or ``incremental`` (from ``cursor``)."""
     from zoneinfo import ZoneInfo
 
-    from tokenmeter.testing import collect, fake_context
     from tokenmeter_plugins.huawei_maas import HuaweiMaasSource
+
+    from tokenmeter.testing import collect, fake_context
 
     now = BACKFILL_NOW if name == "backfill" else INCREMENTAL_NOW
     ctx = fake_context(HuaweiMaasSource.id, now=now, env=SCENARIO_ENV, timezone=ZoneInfo("Asia/Shanghai"))

@@ -444,6 +444,26 @@ def test_the_plugin_registers_its_source():
         assert f.metadata.get("help")
 
 
+def test_through_the_host_store_rows_are_replaced_not_duplicated(tmp_path):
+    pytest.importorskip("tokenmeter.fetch")
+    from tokenmeter.testing import run_source
+
+    db = tmp_path / "or.db"
+    rows = run_source(OpenRouterSource, {}, db_path=db, now=NOW, env=MGMT_ENV,
+                      handler=FakeOpenRouter(today=NOW.date()).handler)
+    assert len(rows) == 56
+    settled = FakeOpenRouter(today=NEXT_DAY.date(), revision=2,
+                             late_days=frozenset({date(2026, 3, 13), date(2026, 3, 14)}))
+    rows = run_source(OpenRouterSource, {}, db_path=db, now=NEXT_DAY, env=MGMT_ENV, handler=settled.handler)
+    assert len(rows) == 58
+    assert cents(sum(r["cost"] for r in rows)) == Decimal("4.79")
+    assert {r["cost_kind"] for r in rows} == {"billed"} and {r["currency"] for r in rows} == {"USD"}
+    [gpt] = [r for r in rows if r["key"] == f"2026-03-14/{GPT_SLUG}/{GPT_ENDPOINT}"]
+    assert (gpt["cost"], gpt["requests"]) == (Decimal("0.195"), 29)
+    assert [c for c in settled.calls if c.startswith("/activity")] == [
+        "/activity?date=2026-03-13", "/activity?date=2026-03-14", "/activity?date=2026-03-15"]
+
+
 # -- vcrpy cassettes ----------------------------------------------------------------------------
 def _scrub_response(response: dict) -> dict:
     # the fake server's Date/Server headers change on every recording and mean nothing here

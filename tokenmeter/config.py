@@ -56,6 +56,20 @@ def db_path(explicit: str | None = None, config: Config | None = None) -> Path:
     return Path(value).expanduser() if value else data_dir() / "tokenmeter.db"
 
 
+def fixed_now() -> Any:
+    """``TOKENMETER_NOW`` (ISO-8601) pins "now" for reproducible demos and tests; None otherwise."""
+    value = os.environ.get("TOKENMETER_NOW")
+    if not value:
+        return None
+    from datetime import UTC, datetime
+
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"TOKENMETER_NOW: expected an ISO-8601 time, got {value!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 def machine_id() -> str:
     """A stable, non-secret id for this machine, kept in the data dir (log sources' ``account``)."""
     path = data_dir() / "machine-id"

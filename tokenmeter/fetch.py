@@ -177,11 +177,11 @@ def select_sources(
 
 
 def make_context(config: Config, source_id: str, now: datetime | None = None) -> SourceContext:
-    from .config import data_dir
+    from .config import data_dir, fixed_now
 
     return SourceContext(
         source_id,
-        now=now,
+        now=now or fixed_now(),
         timezone=config.timezone,
         machine_id=machine_id(),
         data_dir=data_dir() / "sources" / source_id,

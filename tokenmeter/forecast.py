@@ -17,7 +17,7 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-__all__ = ["DailyPoint", "Forecast", "days_until_exhausted", "exhaustion_date", "forecast"]
+__all__ = ["DailyPoint", "Forecast", "days_until_exhausted", "exhaustion_date", "exhaustion_info", "forecast"]
 
 NANO = Decimal("0.000000001")
 HUNDREDTH = Decimal("0.01")
@@ -197,3 +197,17 @@ def exhaustion_date(today: date, days: float | None) -> date | None:
     if days is None:
         return None
     return today + timedelta(days=int(days))
+
+
+def exhaustion_info(
+    remaining: Decimal | int | float | str, daily_rate: Decimal | int | float | None, today: date
+) -> dict[str, Any]:
+    """``{"per_day", "days_left", "exhausted_on"}`` for a budget status: merge it into
+    ``BudgetStatus.to_dict()`` for the dashboard and ``tokenmeter forecast --json``."""
+    days = days_until_exhausted(Decimal(str(remaining)), daily_rate)
+    when = exhaustion_date(today, days)
+    return {
+        "per_day": None if daily_rate is None else str(daily_rate),
+        "days_left": None if days is None else round(days, 2),
+        "exhausted_on": when.isoformat() if when else None,
+    }

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -88,23 +88,23 @@ def parse_group_by(value: str | Sequence[str] | None) -> list[str]:
 
 
 def _cost_sql(mode: str) -> tuple[str, str, str]:
-    """SQL for (cost nanos, currency, kind) of one row under a cost mode."""
+    """SQL over the rollup for (cost nanos, currency, kind) under a cost mode."""
     if mode == "billed":
-        return "u.cost_nanos", "u.currency", "u.cost_kind"
+        return ("CASE WHEN u.has_cost THEN u.cost_nanos END", "CASE WHEN u.has_cost THEN u.currency END",
+                "CASE WHEN u.has_cost THEN u.cost_kind END")
     if mode == "estimated":
-        return "u.est_cost_nanos", "u.est_currency", "CASE WHEN u.est_cost_nanos IS NOT NULL THEN 'estimated' END"
+        return "u.est_cost_nanos", "u.est_currency", "CASE WHEN u.est_currency IS NOT NULL THEN 'estimated' END"
     return (
-        "COALESCE(u.cost_nanos, u.est_cost_nanos)",
-        "CASE WHEN u.cost_nanos IS NOT NULL THEN u.currency ELSE u.est_currency END",
-        "CASE WHEN u.cost_nanos IS NOT NULL THEN u.cost_kind "
-        "WHEN u.est_cost_nanos IS NOT NULL THEN 'estimated' END",
+        "CASE WHEN u.has_cost THEN u.cost_nanos ELSE u.est_cost_nanos END",
+        "CASE WHEN u.has_cost THEN u.currency ELSE u.est_currency END",
+        "CASE WHEN u.has_cost THEN u.cost_kind WHEN u.est_currency IS NOT NULL THEN 'estimated' END",
     )
 
 
 def _bounds(store: Store, period: Period) -> tuple[int, int] | None:
     lo, hi = period.bounds()
     if lo is None or hi is None:
-        row = store.conn.execute("SELECT MIN(start_ts), MAX(start_ts) FROM usage").fetchone()
+        row = store.conn.execute("SELECT MIN(bucket), MAX(bucket) FROM usage_rollup").fetchone()
         if row[0] is None:
             return None
         lo = row[0] if lo is None else lo
@@ -112,30 +112,50 @@ def _bounds(store: Store, period: Period) -> tuple[int, int] | None:
     return (lo, hi) if hi > lo else None
 
 
-def _prepare_cover(store: Store, lo: int, hi: int) -> bool:
-    """Fill a temp table with the (provider, interval) ledger sources cover; True if any."""
+LEDGER_MAX_SPAN = 32 * 86400  # a ledger record longer than this (a monthly bill) covers nothing
+
+
+def _ledger_cover(store: Store, lo: int, hi: int) -> tuple[str, list[Any], list[str]] | None:
+    """SQL matching log rows whose (provider, time) a ledger source covers, or None if none do.
+
+    A ledger bucket (start < end) covers its interval; an event-like ledger record (start == end)
+    covers its UTC day. A log provider matches a ledger provider when equal or when it is the
+    ledger's label followed by ``-`` (``qwen-singapore`` under ``qwen``).
+    """
     conn = store.conn
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS _cover (provider TEXT, lo INTEGER, hi INTEGER)")
-    conn.execute("DELETE FROM _cover")
-    # an event-like ledger record (start == end) covers its UTC day
-    conn.execute(
-        "INSERT INTO _cover SELECT DISTINCT provider, "
+    if not conn.execute(
+        "SELECT 1 FROM usage WHERE kind = 'log' AND start_ts >= ? AND start_ts < ? LIMIT 1", (lo, hi)
+    ).fetchone() or not conn.execute(
+        "SELECT 1 FROM usage WHERE kind = 'ledger' AND start_ts >= ? AND start_ts < ? LIMIT 1",
+        (lo - LEDGER_MAX_SPAN, hi),
+    ).fetchone():
+        return None
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for provider, a, b in conn.execute(
+        "SELECT DISTINCT provider, "
         "CASE WHEN end_ts > start_ts THEN start_ts ELSE start_ts - start_ts % 86400 END, "
         "CASE WHEN end_ts > start_ts THEN end_ts ELSE start_ts - start_ts % 86400 + 86400 END "
-        "FROM usage WHERE kind = 'ledger' AND start_ts < ? AND end_ts >= ? "
-        "AND (requests IS NULL OR requests > 0 OR cost_nanos IS NOT NULL)",
-        (hi, lo - 86400),
-    )
-    has_logs = conn.execute(
-        "SELECT 1 FROM usage WHERE kind = 'log' AND start_ts >= ? AND start_ts < ? LIMIT 1", (lo, hi)
-    ).fetchone()
-    return bool(has_logs) and bool(conn.execute("SELECT 1 FROM _cover LIMIT 1").fetchone())
-
-
-_OVERLAP = (
-    "(u.kind = 'log' AND EXISTS (SELECT 1 FROM _cover c WHERE u.start_ts >= c.lo AND u.start_ts < c.hi "
-    "AND (u.provider = c.provider OR u.provider LIKE c.provider || '-%')))"
-)
+        "FROM usage WHERE kind = 'ledger' AND start_ts >= ? AND start_ts < ? AND end_ts - start_ts <= ?",
+        (lo - LEDGER_MAX_SPAN, hi, LEDGER_MAX_SPAN),
+    ):
+        if b > lo:
+            spans.setdefault(provider, []).append((a, b))
+    if not spans:
+        return None
+    terms, params = [], []
+    for provider, intervals in sorted(spans.items()):
+        merged: list[list[int]] = []
+        for a, b in sorted(intervals):
+            if merged and a <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        times = " OR ".join("(u.bucket >= ? AND u.bucket < ?)" for _ in merged)
+        terms.append(f"((u.provider = ? OR substr(u.provider, 1, ?) = ?) AND ({times}))")
+        params.extend([provider, len(provider) + 1, provider + "-"])
+        for a, b in merged:
+            params.extend([a, b])
+    return f"(u.kind = 'log' AND ({' OR '.join(terms)}))", params, sorted(spans)
 
 
 def usage_report(
@@ -157,6 +177,7 @@ def usage_report(
         "to": period.end.isoformat() if period.end else None,
         "tz": tz_name,
     }
+    store.refresh_rollup()
     bounds = _bounds(store, period)
     if bounds is None:
         return Report(period_info, by, [], [], [])
@@ -165,43 +186,45 @@ def usage_report(
     col_dims = [d for d in by if d in COLUMN_DIMS]
     cost_expr, cur_expr, kind_expr = _cost_sql(cost)
     where, params = filters.sql()
-    overlap = _prepare_cover(store, lo, hi)
+    overlap = _ledger_cover(store, lo, hi)
     notes: list[str] = []
-    if overlap:
-        notes.extend(_overlap_notes(store, lo, hi, where, params))
 
     select_cols = [f"u.{c}" for c in col_dims]
     raw: list[tuple[Any, ...]] = []
     segments = offset_segments(lo, hi, period.tz) if time_dims else [(lo, hi, 0)]
     for seg_lo, seg_hi, offset in segments:
-        day_expr = f"(u.start_ts + {offset}) / 86400" if time_dims else "NULL"
+        day_expr = f"(u.bucket + {offset}) / 86400" if time_dims else "NULL"
         sql = (
             f"SELECT {day_expr} AS dayno, "
             + "".join(f"{c}, " for c in select_cols)
-            + f"{cur_expr} AS cur, {kind_expr} AS kind, "
-            + ", ".join(f"SUM(u.{m})" for m in METRICS[:-1])
-            + ", SUM(COALESCE(u.total_tokens, u.input_tokens + u.output_tokens)), "
-            + f"SUM({cost_expr}), "
-            + f"SUM(CASE WHEN {cost_expr} IS NULL THEN COALESCE(u.requests, 1) ELSE 0 END), COUNT(*) "
-            + "FROM usage u WHERE u.start_ts >= ? AND u.start_ts < ?"
+            + f"{cur_expr} AS r_cur, {kind_expr} AS r_kind, "
+            + (f"{overlap[0]} AS r_excluded, " if overlap else "0 AS r_excluded, ")
+            + ", ".join(f"SUM(u.{m})" for m in METRICS)
+            + f", SUM({cost_expr}), "
+            + f"SUM(CASE WHEN {cost_expr} IS NULL THEN u.calls ELSE 0 END), SUM(u.records) "
+            + "FROM usage_rollup u WHERE u.bucket >= ? AND u.bucket < ?"
             + (f" AND {where}" if where else "")
-            + (f" AND NOT {_OVERLAP}" if overlap else "")
             + " GROUP BY dayno"
             + "".join(f", {c}" for c in select_cols)
-            + ", cur, kind"
+            + ", r_cur, r_kind, r_excluded"
         )
-        raw.extend(store.conn.execute(sql, [seg_lo, seg_hi, *params]).fetchall())
+        extra = overlap[1] if overlap else []
+        raw.extend(store.conn.execute(sql, [*extra, seg_lo, seg_hi, *params]).fetchall())
 
     groups: dict[tuple[Any, ...], dict[Any, list[Any]]] = {}
     ncol = len(col_dims)
     epoch = date(1970, 1, 1)
+    left_out = 0
     for r in raw:
+        if r[3 + ncol]:  # a log row on a day a ledger covers: counted by the ledger instead
+            left_out += r[4 + ncol] or r[-1]
+            continue
         dayno = r[0]
         tkey = tuple(label(epoch + timedelta(days=dayno), d) for d in time_dims) if time_dims else ()
         ckey = tuple(r[1 : 1 + ncol])
         key = _ordered_key(by, time_dims, col_dims, tkey, ckey)
         cur, kind = r[1 + ncol], r[2 + ncol]
-        values = list(r[3 + ncol :])
+        values = list(r[4 + ncol :])
         bucket = groups.setdefault(key, {})
         _accumulate(bucket, cur, kind, values)
 
@@ -214,6 +237,11 @@ def usage_report(
         for cur, acc in bucket.items():
             _merge(total_bucket, cur, acc)
     total = _finish({}, total_bucket)
+    if left_out:
+        notes.append(
+            f"{left_out} requests from local logs were left out on days where a provider bill "
+            f"({', '.join(overlap[2])}) covers the same calls; the bill's figures are used"
+        )
     return Report(period_info, by, rows, total, notes)
 
 
@@ -287,24 +315,6 @@ def _finish(base: dict[str, Any], bucket: dict[Any, list[Any]]) -> list[dict[str
         row["unpriced_requests"] = acc[n + 1] or 0
         rows.append(row)
     return rows
-
-
-def _overlap_notes(store: Store, lo: int, hi: int, where: str, params: list[Any]) -> list[str]:
-    sql = (
-        "SELECT u.provider, COUNT(*), SUM(COALESCE(u.requests, 1)), MIN(u.start_ts), MAX(u.start_ts) "
-        f"FROM usage u WHERE u.start_ts >= ? AND u.start_ts < ? AND {_OVERLAP}"
-        + (f" AND {where}" if where else "")
-        + " GROUP BY u.provider"
-    )
-    notes = []
-    for provider, _n, reqs, first, last in store.conn.execute(sql, [lo, hi, *params]):
-        d1 = datetime.fromtimestamp(first, UTC).date()
-        d2 = datetime.fromtimestamp(last, UTC).date()
-        span = d1.isoformat() if d1 == d2 else f"{d1}..{d2}"
-        notes.append(
-            f"{provider}: {reqs} logged requests on {span} left out; a provider bill covers those days"
-        )
-    return notes
 
 
 def decimal_str(value: Decimal | None) -> str | None:

@@ -148,10 +148,14 @@ def fetch_wheel(package: str, version: str, dest: Path) -> Path:
     return next(dest.glob(f"{package.replace('-', '_')}-{version}-*.whl"))
 
 
-def read_json_from_wheel(wheel: Path, suffix: str) -> dict[str, Any]:
+def read_from_wheel(wheel: Path, suffix: str) -> str:
     with zipfile.ZipFile(wheel) as zf:
         name = next(n for n in zf.namelist() if n.endswith(suffix))
-        return json.loads(zf.read(name))
+        return zf.read(name).decode("utf-8")
+
+
+def read_json_from_wheel(wheel: Path, suffix: str) -> dict[str, Any]:
+    return json.loads(read_from_wheel(wheel, suffix))
 
 
 def _in_force(intervals: list[dict[str, Any]], t: str | None) -> dict[str, Any] | None:
@@ -304,7 +308,8 @@ def cross_check(table: dict[str, Any], litellm: dict[str, Any], as_of: str) -> l
         else:
             got = [(0, dec(Decimal(repr(ll.get("input_cost_per_token", 0))) * per_m),
                     dec(Decimal(repr(ll.get("output_cost_per_token", 0))) * per_m))]
-        ours = [(0, e["input"], e["output"])] + [(t["above"], t["input"], t["output"]) for t in e.get("tiers", [])]
+        ours = [(0, e["input"], e["output"])]
+        ours += [(t["above"], t["input"], t["output"]) for t in e.get("tiers", [])]
         if got != ours and got != ours[:1]:
             problems.append(f"{model}: ours {ours} vs litellm {got}")
     return problems
@@ -323,9 +328,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         wheel = args.model_prices_wheel or fetch_wheel("model-prices", MP_VERSION, Path(tmp))
         snapshot = read_json_from_wheel(wheel, "model_prices/snapshot.json")
+        licenses = [read_from_wheel(wheel, ".dist-info/licenses/LICENSE"),
+                    read_from_wheel(wheel, ".dist-info/licenses/data/LICENSE.models.dev")]
     table = build(snapshot, args.as_of)
+    # MIT: the intl part is a substantial portion of model-prices' data, so ship both notices with it
+    table["notices"] = [f"{n}\n\n{text.strip()}" for n, text in zip(table["notices"], licenses, strict=True)]
     if args.litellm_wheel:
-        litellm = read_json_from_wheel(args.litellm_wheel, "litellm/model_prices_and_context_window_backup.json")
+        litellm = read_json_from_wheel(args.litellm_wheel, "model_prices_and_context_window_backup.json")
         problems = cross_check(table, litellm, args.as_of)
         for line in problems:
             print(f"litellm differs: {line}", file=sys.stderr)

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from tokenmeter import Cursor, SourceContext, UsageRecord, Window
 
-__all__ = ["BLOCK_SIZE", "LineLocator", "LineParser", "TailPlan", "ingest", "plan_files"]
+__all__ = ["BLOCK_SIZE", "LineLocator", "LineParser", "TailPlan", "expand_paths", "ingest", "plan_files", "read_file"]
 
 CURSOR_VERSION = 1
 HEAD_BYTES = 1024
@@ -71,23 +71,28 @@ class LineLocator:
 
 
 class LineParser(Protocol):
-    """What ``ingest`` drives, one instance per file read."""
+    """What ``ingest`` drives: one instance per file read (possibly in a worker process).
 
-    def block(self, buf: bytes, end: int, base: int) -> Iterable[UsageRecord]:
+    ``block``/``tail`` return *rows* (picklable tuples); the source's ``to_record`` turns rows into
+    ``UsageRecord``s in the main process. Bad lines go to ``skips`` as ``(file:line, reason)``.
+    """
+
+    skips: list[tuple[str, str]]
+
+    def __init__(self, path: str, start: int, state: dict[str, Any] | None, opts: Any) -> None: ...
+
+    def block(self, buf: bytes, end: int, base: int) -> list[Any]:
         """Parse complete lines ``buf[0:end]`` (``end`` is just after a newline); ``base`` is the
         file offset of ``buf[0]``."""
         ...
 
-    def tail(self, data: bytes, base: int) -> Iterable[UsageRecord]:
+    def tail(self, data: bytes, base: int) -> list[Any]:
         """Parse a last line that has no newline yet (may be incomplete: never count it as bad)."""
         ...
 
     def state(self) -> dict[str, Any] | None:
         """JSON state to keep with the file offset (e.g. TSV duplicate counters)."""
         ...
-
-
-ParserFactory = Callable[[str, int, "dict[str, Any] | None", LineLocator], LineParser]
 
 
 @dataclass
@@ -172,24 +177,126 @@ def plan_files(
     return plans, kept
 
 
+# -- reading -------------------------------------------------------------------------------------
+# Events of one file: ("rows", rows, nbytes) | ("skips", [(where, reason)]) | ("entry", entry, final)
+
+
+def read_file(parser_cls: type[LineParser], opts: Any, plan: TailPlan, *, block_size: int = BLOCK_SIZE,
+              checkpoint_bytes: int = CHECKPOINT_BYTES) -> Iterator[tuple[Any, ...]]:
+    """Read one file from ``plan.start``; yield rows, skips and cursor entries (checkpoints)."""
+    try:
+        f = open(plan.path, "rb", buffering=0)
+    except OSError:
+        yield ("entry", None, True)  # vanished: not an error, dropped from the cursor
+        return
+    with f:
+        parser = parser_cls(plan.path, plan.start, plan.state, opts)
+        offset = plan.start
+        f.seek(offset)
+        carry = b""
+        since = 0
+        while True:
+            data = f.read(block_size)
+            if not data:
+                break
+            buf = carry + data if carry else data
+            end = buf.rfind(b"\n") + 1
+            if end == 0:
+                carry = buf  # a line longer than a block: keep reading
+                continue
+            rows = parser.block(buf, end, offset)
+            if parser.skips:
+                yield ("skips", parser.skips)
+                parser.skips = []
+            carry = buf[end:]
+            offset += end
+            since += end
+            yield ("rows", rows, len(data))
+            if since >= checkpoint_bytes:
+                yield ("entry", _entry(f, offset, offset, parser.state()), False)
+                since = 0
+        rows = parser.tail(carry, offset) if carry else []
+        if rows:
+            yield ("rows", rows, 0)
+        yield ("entry", _entry(f, offset, offset + len(carry), parser.state()), True)
+
+
+def _read_batch(parser_cls: type[LineParser], opts: Any, plans: list[TailPlan]) -> list[tuple[str, list[Any]]]:
+    """Worker-process side: read whole files, return their events."""
+    return [(plan.path, list(read_file(parser_cls, opts, plan))) for plan in plans]
+
+
+def _batches(plans: list[TailPlan], size: int) -> list[list[TailPlan]]:
+    out: list[list[TailPlan]] = []
+    cur: list[TailPlan] = []
+    acc = 0
+    for plan in plans:
+        cur.append(plan)
+        acc += max(plan.size - plan.start, 0)
+        if acc >= size:
+            out.append(cur)
+            cur, acc = [], 0
+    if cur:
+        out.append(cur)
+    return out
+
+
+def _events_parallel(parser_cls: type[LineParser], opts: Any, plans: list[TailPlan],
+                     workers: int) -> Iterator[tuple[str, list[Any]]]:
+    """Parse batches of files in worker processes, in order, with a bounded number in flight.
+
+    The main process is busy turning rows into records and writing them, so parsing in other
+    processes overlaps the two (the tokens are the same whichever process parses them).
+    """
+    import multiprocessing as mp
+    from collections import deque
+
+    method = "fork" if "fork" in mp.get_all_start_methods() else None
+    pool = mp.get_context(method).Pool(workers)
+    try:
+        pending: deque[Any] = deque()
+        batches = iter(_batches(plans, PARALLEL_BATCH))
+        for batch in batches:
+            pending.append(pool.apply_async(_read_batch, (parser_cls, opts, batch)))
+            if len(pending) > workers * 2:
+                break
+        while pending:
+            results = pending.popleft().get()
+            nxt = next(batches, None)
+            if nxt is not None:
+                pending.append(pool.apply_async(_read_batch, (parser_cls, opts, nxt)))
+            yield from results
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+PARALLEL_MIN = 256 << 20  # below this, starting worker processes costs more than it saves
+PARALLEL_BATCH = 32 << 20
+
+
 def ingest(
     ctx: SourceContext,
     cursor: Mapping[str, Any],
     paths: list[str],
-    make_parser: ParserFactory,
+    parser_cls: type[LineParser],
+    opts: Any,
+    to_record: Callable[[Any], UsageRecord | None],
     window: Window,
     *,
-    block_size: int = BLOCK_SIZE,
+    parallel_min: int = PARALLEL_MIN,
 ) -> Iterator[UsageRecord | Cursor]:
     """Read what is new in ``paths`` and yield records, with ``Cursor`` checkpoints.
 
     With an explicit window (``--from``) every file is re-read from the start, only records inside
     the window are yielded, and the cursor is left as it was (a backfill must not move it).
+    Big cold reads are parsed in worker processes (``parallel_min`` bytes or more, 2+ CPUs).
     """
     full = window.explicit
     old = cursor.get("files", {}) if cursor.get("v") == CURSOR_VERSION else {}
     plans, files = plan_files(paths, old, full=full)
-    ctx.progress.set_total(sum(max(p.size - p.start, 0) for p in plans))
+    todo = sum(max(p.size - p.start, 0) for p in plans)
+    ctx.progress.set_total(todo)
     lo, hi = window.start, window.end
     since_bytes = since_records = 0
     dirty = bool(set(old) - set(files) - {p.path for p in plans})  # vanished files to drop
@@ -197,57 +304,46 @@ def ingest(
     def checkpoint() -> Cursor:
         return Cursor({"v": CURSOR_VERSION, "files": dict(files)})
 
-    for plan in plans:
-        try:
-            f = open(plan.path, "rb", buffering=0)
-        except OSError:
-            files.pop(plan.path, None)
-            continue  # vanished: not an error
-        with f:
-            locator = LineLocator(plan.path)
-            parser = make_parser(plan.path, plan.start, plan.state, locator)
-            offset = plan.start
-            f.seek(offset)
-            carry = b""
-            while True:
-                data = f.read(block_size)
-                if not data:
-                    break
-                buf = carry + data if carry else data
-                end = buf.rfind(b"\n") + 1
-                if end == 0:
-                    carry = buf  # a line longer than a block: keep reading
-                    continue
-                for rec in parser.block(buf, end, offset):
-                    if full and (rec.start < lo or rec.start > hi):  # type: ignore[operator]
+    workers = min((os.cpu_count() or 1) - 1, 3)
+    if todo >= parallel_min and workers >= 1 and len(plans) > 1:
+        per_file: Iterator[tuple[str, Iterable[tuple[Any, ...]]]] = _events_parallel(
+            parser_cls, opts, plans, workers)
+    else:
+        per_file = ((p.path, read_file(parser_cls, opts, p)) for p in plans)
+
+    for path, events in per_file:
+        for ev in events:
+            kind = ev[0]
+            if kind == "rows":
+                for row in ev[1]:
+                    rec = to_record(row)
+                    if rec is None or (full and (rec.start < lo or rec.start > hi)):  # type: ignore[operator]
                         continue
                     since_records += 1
                     yield rec
-                carry = buf[end:]
-                offset += end
-                ctx.progress.advance(len(data))
-                since_bytes += end
-                if not full and (since_bytes >= CHECKPOINT_BYTES or since_records >= CHECKPOINT_RECORDS):
-                    files[plan.path] = _entry(f, plan.path, offset, offset, parser.state())
+                ctx.progress.advance(ev[2])
+                since_bytes += ev[2]
+            elif kind == "skips":
+                for where, reason in ev[1]:
+                    ctx.skip(where, reason)
+            else:  # entry
+                entry, final = ev[1], ev[2]
+                if full:
+                    continue
+                if entry is None:
+                    files.pop(path, None)
+                else:
+                    files[path] = entry
+                dirty = True
+                if since_bytes >= CHECKPOINT_BYTES or since_records >= CHECKPOINT_RECORDS:
                     yield checkpoint()
                     since_bytes = since_records = 0
-            if carry:
-                for rec in parser.tail(carry, offset):
-                    if full and (rec.start < lo or rec.start > hi):  # type: ignore[operator]
-                        continue
-                    yield rec
-            if not full:
-                files[plan.path] = _entry(f, plan.path, offset, offset + len(carry), parser.state())
-                dirty = True
-        if not full and (since_bytes >= CHECKPOINT_BYTES or since_records >= CHECKPOINT_RECORDS):
-            yield checkpoint()
-            since_bytes = since_records = 0
-            dirty = False
-    if not full and (dirty or since_records or since_bytes or cursor.get("v") != CURSOR_VERSION):
+                    dirty = False
+    if not full and (dirty or cursor.get("v") != CURSOR_VERSION):
         yield checkpoint()
 
 
-def _entry(f: Any, path: str, offset: int, seen: int, state: dict[str, Any] | None) -> dict[str, Any]:
+def _entry(f: Any, offset: int, seen: int, state: dict[str, Any] | None) -> dict[str, Any]:
     st = os.fstat(f.fileno())
     hlen = min(HEAD_BYTES, offset)
     entry: dict[str, Any] = {

@@ -401,8 +401,9 @@ class HuaweiMaasSource(Source):
         while day <= end_day:
             days.append(day)
             day += timedelta(days=1)
-        # Only move the cursor forward over a range that joins what was fetched before.
-        can_advance = previous is None or start_day <= previous + timedelta(days=1)
+        # Only move the cursor forward over a range that joins what was fetched before (or starts at
+        # the retention limit, when the hole cannot be filled any more).
+        can_advance = previous is None or start_day <= max(previous + timedelta(days=1), earliest)
         return _Plan(days, can_advance)
 
     # -- records -------------------------------------------------------------------------------

@@ -304,8 +304,7 @@ class OpenRouterSource(Source):
         final_limit = newest - timedelta(days=SETTLE_DAYS)
         base = _cursor_day(cursor.get("final_through"))
 
-        if window.explicit:
-            assert window.start is not None
+        if window.start is not None:  # an explicit --from/--to range
             first = max(oldest, window.start.astimezone(UTC).date())
             last = min(newest, (window.end - timedelta(microseconds=1)).astimezone(UTC).date())
             if window.start.astimezone(UTC).date() < oldest:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from tokenmeter import (
     NeedsCredentials,
@@ -81,7 +81,7 @@ class QwenCloudCli:
     timeout: float = 60.0
     source_id: str = "qwencloud"
     #: stdout/stderr above this size are refused (the biggest real answer is a few hundred KB)
-    max_output_bytes: int = 20 * 1024 * 1024
+    max_output_bytes: ClassVar[int] = 20 * 1024 * 1024
 
     # -- running ---------------------------------------------------------------------------
     def run(self, args: Sequence[str]) -> Completed:

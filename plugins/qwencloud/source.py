@@ -60,6 +60,11 @@ class QwenCloudSource(Source):
             "UTC", "IANA zone of the CLI's billing days (the CLI zero-fills days in UTC)"
         )
 
+        def __post_init__(self) -> None:
+            _check_range("timeout", self.timeout, 1, 3600)
+            _check_range("backfill_months", self.backfill_months, 1, 12)
+            _check_range("settle_days", self.settle_days, 1, 31)
+
     def __init__(self, settings: Any, ctx: Any) -> None:
         super().__init__(settings, ctx)
         self.cli = QwenCloudCli(command=settings.command, timeout=float(settings.timeout), source_id=self.id)
@@ -139,7 +144,13 @@ class QwenCloudSource(Source):
             if not isinstance(model, str) or not model:
                 self.ctx.skip(f"payg {month}", "model entry without model_id")
                 continue
-            payg_cost[model] = _dec(item.get("cost"))
+            cost = _dec(item.get("cost"))
+            if model in payg_cost:
+                # payg sums per model *and unit*: a model billed in two units is listed twice
+                previous = payg_cost[model]
+                payg_cost[model] = None if previous is None or cost is None else previous + cost
+                continue
+            payg_cost[model] = cost
             try:
                 doc = self.cli.json(
                     ["usage", "breakdown", "--model", model, "--granularity", "day", *dates], "rows"
@@ -257,6 +268,12 @@ class QwenCloudLogsSource(Source):
         days: int = _settings_field(14, "days of logs the first run fetches (the CLI allows at most 14)")
         page_size: int = _settings_field(100, "requests per page (the CLI allows at most 100)")
         max_pages: int = _settings_field(500, "stop after this many pages per run (and warn)")
+
+        def __post_init__(self) -> None:
+            _check_range("timeout", self.timeout, 1, 3600)
+            _check_range("days", self.days, 1, 14)
+            _check_range("page_size", self.page_size, 1, 100)
+            _check_range("max_pages", self.max_pages, 1, 100_000)
 
     def __init__(self, settings: Any, ctx: Any) -> None:
         super().__init__(settings, ctx)
@@ -458,6 +475,12 @@ def summary_snapshots(doc: Mapping[str, Any], now: datetime, ctx: Any) -> Iterat
                 provider=PROVIDER, name="token-plan/addon-credits", unit="credits", observed_at=now,
                 remaining=_dec(token.get("addonRemaining")),
             )
+
+
+def _check_range(name: str, value: Any, low: float, high: float) -> None:
+    # a ValueError here becomes a ConfigError naming the config table
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise ValueError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
 
 
 def _zone(name: str) -> tzinfo:

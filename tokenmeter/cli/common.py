@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from typing import Any
 
 import click
 
-from ..config import Config, db_path, load_config, parse_timezone
+from ..config import Config, db_path, fixed_now, load_config, parse_timezone
 from ..output import FORMATS, dumps, render_csv, render_table
 from ..store import Store
 
@@ -44,11 +43,7 @@ class Env:
         return Store.open(self.db_path)
 
     def now(self) -> datetime:
-        fixed = os.environ.get("TOKENMETER_NOW")  # for reproducible demos and tests
-        if fixed:
-            value = datetime.fromisoformat(fixed.replace("Z", "+00:00"))
-            return value if value.tzinfo else value.replace(tzinfo=UTC)
-        return datetime.now(UTC)
+        return fixed_now() or datetime.now(UTC)
 
     def timezone(self, name: str | None) -> Any:
         return parse_timezone(name) if name else self.config.timezone

@@ -98,7 +98,7 @@ def run_report(
             cost = row.get("cost")
             click.echo(
                 "\t".join(
-                    [str(row.get("total_tokens") or 0), "?" if cost is None else format(cost, "f"),
+                    [str(row.get("total_tokens") or 0), "?" if cost is None else format(cost.normalize(), "f"),
                      str(row.get("requests") or 0)]
                     + ([row["currency"]] if len(report.total) > 1 else [])
                 )

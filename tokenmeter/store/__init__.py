@@ -42,6 +42,30 @@ _UPSERT_SQL = "INSERT INTO usage ({cols}) VALUES ({marks}) ON CONFLICT(id) DO UP
 )
 
 
+ROLLUP = 900
+_ROLLUP_SQL = """
+INSERT INTO usage_rollup
+SELECT start_ts - start_ts % 900, source, kind, account, provider, model, project,
+       cost_nanos IS NOT NULL, currency, cost_kind, est_currency,
+       COUNT(*), SUM(COALESCE(requests, 1)), SUM(requests), SUM(input_tokens), SUM(output_tokens),
+       SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(reasoning_tokens),
+       SUM(COALESCE(total_tokens, input_tokens + output_tokens)), SUM(cost_nanos), SUM(est_cost_nanos)
+FROM usage WHERE start_ts >= ? AND start_ts < ?
+GROUP BY 1, source, kind, account, provider, model, project, 8, currency, cost_kind, est_currency
+"""
+
+
+def _ranges(buckets: list[int], step: int) -> list[tuple[int, int]]:
+    """Sorted bucket starts -> contiguous [lo, hi) ranges."""
+    out: list[list[int]] = []
+    for b in buckets:
+        if out and b <= out[-1][1]:
+            out[-1][1] = b + step
+        else:
+            out.append([b, b + step])
+    return [(a, b) for a, b in out]
+
+
 def to_nanos(value: Decimal | None) -> int | None:
     if value is None:
         return None
@@ -213,7 +237,27 @@ class Store:
             self.conn.executemany(
                 "UPDATE usage SET est_cost_nanos = ?, est_currency = ?, price_basis = ? WHERE id = ?", updates
             )
+            if updates:
+                self.mark_all_dirty()
         return changed, total
+
+    # -- rollup ----------------------------------------------------------------------------
+    def refresh_rollup(self) -> int:
+        """Recompute the 15-minute rollup for buckets changed since the last report; returns how many."""
+        if not self.conn.execute("SELECT 1 FROM rollup_dirty LIMIT 1").fetchone():
+            return 0
+        with _tx(self.conn):
+            buckets = [b for (b,) in self.conn.execute("SELECT bucket FROM rollup_dirty ORDER BY bucket")]
+            for lo, hi in _ranges(buckets, ROLLUP):
+                self.conn.execute("DELETE FROM usage_rollup WHERE bucket >= ? AND bucket < ?", (lo, hi))
+                self.conn.execute(_ROLLUP_SQL, (lo, hi))
+            self.conn.execute("DELETE FROM rollup_dirty")
+        return len(buckets)
+
+    def mark_all_dirty(self) -> None:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO rollup_dirty SELECT DISTINCT start_ts - start_ts % 900 FROM usage"
+        )
 
     # -- merge -----------------------------------------------------------------------------
     def merge(self, other: str | Path) -> dict[str, int]:
@@ -244,6 +288,11 @@ class Store:
                 "AND excluded.fetched_at > main.usage.fetched_at"
             )
             usage = cur.rowcount
+            if usage:
+                self.conn.execute(
+                    "INSERT OR IGNORE INTO main.rollup_dirty "
+                    "SELECT DISTINCT start_ts - start_ts % 900 FROM other.usage"
+                )
             cur = self.conn.execute(
                 "INSERT OR IGNORE INTO main.quota_snapshots SELECT * FROM other.quota_snapshots"
             )
@@ -336,27 +385,37 @@ class WriteSession:
         rows = self._pending
         self._pending = {}
         ids = list(rows)
-        existing: dict[str, str] = {}
+        existing: dict[str, tuple[str, int]] = {}
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            existing.update(
-                self.conn.execute(f"SELECT id, content_hash FROM usage WHERE id IN ({marks})", chunk)
-            )
+            for rid, chash, ts in self.conn.execute(
+                f"SELECT id, content_hash, start_ts FROM usage WHERE id IN ({marks})", chunk
+            ):
+                existing[rid] = (chash, ts)
         write = []
+        dirty: set[int] = set()
         hash_at = USAGE_COLUMNS.index("content_hash")
+        ts_at = USAGE_COLUMNS.index("start_ts")
         for rid, row in rows.items():
             old = existing.get(rid)
+            if old is not None and old[0] == row[hash_at]:
+                self.counts.unchanged += 1
+                continue
             if old is None:
                 self.counts.new += 1
-                write.append(row)
-            elif old != row[hash_at]:
-                self.counts.updated += 1
-                write.append(row)
             else:
-                self.counts.unchanged += 1
+                self.counts.updated += 1
+                dirty.add(old[1] - old[1] % ROLLUP)
+            write.append(row)
+            dirty.add(row[ts_at] - row[ts_at] % ROLLUP)
         if write:
+            # a changed start time changes the clustered primary key: replace the row outright
+            moved = [(r[0],) for r in write if r[0] in existing and existing[r[0]][1] != r[ts_at]]
+            if moved:
+                self.conn.executemany("DELETE FROM usage WHERE id = ?", moved)
             self.conn.executemany(_UPSERT_SQL, write)
+            self.conn.executemany("INSERT OR IGNORE INTO rollup_dirty VALUES (?)", [(b,) for b in dirty])
 
     def _add_snapshot(self, s: QuotaSnapshot) -> None:
         self._begin()

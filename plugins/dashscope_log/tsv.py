@@ -1,0 +1,194 @@
+"""The DashScope TSV usage log: ``timestamp model provider input_tokens output_tokens cost_usd``.
+
+Keys. Each line is one call, so two identical lines are two calls, yet re-reading the file (after
+truncation, replacement, or as a rotated copy) must produce the same keys. The key is
+``"{timestamp}:{h}:{n}"`` where ``h`` hashes the first five fields (timestamp, model, provider,
+input and output tokens) and ``n`` counts earlier lines *of the same file* with the same hash. The
+count is a pure function of the file's content, so any re-read from byte 0 reproduces it. Identical
+lines share a timestamp, so they are close together in a time-ordered log: only the last
+``MAX_COUNTS`` hashes are remembered (in the cursor, in order), which keeps the state bounded.
+
+The cost is left out of the hash on purpose: a last line without its newline is read (the sample
+logs end that way) but may still be growing, and only its last field can be cut while the row
+still has six fields; the completed line then gets the same key and replaces the early reading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from tokenmeter import Cursor, Source, UsageRecord, Window
+
+from .tail import LineLocator, expand_paths, ingest
+
+__all__ = ["DEFAULT_TSV", "DashscopeLogSource", "TsvParser"]
+
+DEFAULT_TSV = "/opt/ai-orchestrator/var/logs/qwen-usage.tsv"
+COLUMNS = ("timestamp", "model", "provider", "input_tokens", "output_tokens", "cost_usd")
+MAX_COUNTS = 256
+# (key, start, provider, model, input_tokens, output_tokens, cost)
+Row = tuple[str, datetime, str, "str | None", int, int, "Decimal | None"]
+COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zip")
+
+
+class _Bad(Exception):
+    pass
+
+
+def parse_timestamp(text: str) -> datetime:
+    """ISO-8601 (``Z`` or an offset; a naive time is taken as UTC) -> aware UTC datetime."""
+    ts = datetime.fromisoformat(text)
+    if ts.tzinfo is None:
+        return ts.replace(tzinfo=UTC)
+    return ts if ts.utcoffset() == UTC.utcoffset(None) else ts.astimezone(UTC)
+
+
+class TsvParser:
+    """Parses one TSV file from ``start``; keeps duplicate counters and the column map as state."""
+
+    def __init__(self, path: str, start: int, state: dict[str, Any] | None, opts: Any = None) -> None:
+        self.locator = LineLocator(path)
+        self.skips: list[tuple[str, str]] = []
+        state = state or {}
+        self.cols: list[int] = list(state.get("cols") or range(6))
+        self.counts: dict[str, int] = {h: n for h, n in state.get("n", [])}
+
+    def state(self) -> dict[str, Any] | None:
+        out: dict[str, Any] = {}
+        if self.cols != list(range(6)):
+            out["cols"] = self.cols
+        if self.counts:
+            out["n"] = [[h, n] for h, n in self.counts.items()]
+        return out or None
+
+    def block(self, buf: bytes, end: int, base: int) -> list[Row]:
+        rows = []
+        pos = 0
+        for line in buf[:end].split(b"\n")[:-1]:
+            row = self._line(line, base + pos, final=True)
+            pos += len(line) + 1
+            if row is not None:
+                rows.append(row)
+        return rows
+
+    def tail(self, data: bytes, base: int) -> list[Row]:
+        saved = dict(self.counts)
+        row = self._line(data, base, final=False)
+        self.counts = saved  # the offset stays before this line: so must the counters
+        return [row] if row is not None else []
+
+    def _skip(self, offset: int, reason: str, final: bool) -> None:
+        if final:  # an unterminated last line may still be being written: not an error yet
+            self.skips.append((self.locator.where(offset), reason))
+
+    def _line(self, line: bytes, offset: int, *, final: bool) -> Row | None:
+        line = line.rstrip(b"\r")
+        if not line.strip():
+            return None
+        fields = line.split(b"\t")
+        if fields[0].strip().lower() == b"timestamp":
+            if offset == 0:
+                self._header(fields)
+            else:
+                self._skip(offset, "repeated header line", final)
+            return None
+        cols = self.cols
+        if len(fields) <= max(cols):
+            self._skip(offset, f"short row ({len(fields)} fields, expected {len(COLUMNS)})", final)
+            return None
+        try:
+            ts_b, model_b, prov_b, in_b, out_b, cost_b = (fields[i] for i in cols)
+            try:
+                ts_s, model, provider, cost_s = (ts_b.decode(), model_b.decode().strip(),
+                                                 prov_b.decode().strip(), cost_b.decode().strip())
+            except UnicodeDecodeError:
+                raise _Bad("not UTF-8") from None
+            try:
+                start = parse_timestamp(ts_s.strip())
+            except ValueError:
+                raise _Bad(f"bad timestamp {ts_s[:40]!r}") from None
+            try:
+                in_tok, out_tok = int(in_b), int(out_b)
+            except ValueError:
+                raise _Bad("non-numeric token count") from None
+            if in_tok < 0 or out_tok < 0:
+                raise _Bad("negative token count")
+            cost: Decimal | None = None
+            if cost_s:
+                try:
+                    cost = Decimal(cost_s)
+                except InvalidOperation:
+                    raise _Bad("non-numeric cost_usd") from None
+                if not cost.is_finite():
+                    raise _Bad("non-numeric cost_usd")
+        except _Bad as e:
+            self._skip(offset, str(e), final)
+            return None
+        digest = hashlib.sha1(b"\t".join((ts_b, model_b, prov_b, in_b, out_b))).hexdigest()[:16]
+        counts = self.counts
+        n = counts.pop(digest, 0)
+        counts[digest] = n + 1  # re-inserted: most recent last, so eviction drops the oldest
+        if len(counts) > MAX_COUNTS:
+            del counts[next(iter(counts))]
+        return (f"{ts_s.strip()}:{digest}:{n}", start, provider or "qwen", model or None, in_tok, out_tok, cost)
+
+    def _header(self, fields: list[bytes]) -> None:
+        names = [f.strip().decode("utf-8", "replace").lower() for f in fields]
+        if all(c in names for c in COLUMNS):
+            self.cols = [names.index(c) for c in COLUMNS]
+
+
+class DashscopeLogSource(Source):
+    """DashScope usage log written by the orchestrator (one TSV line per API call, logged USD)."""
+
+    id = "dashscope-log"
+    provider = "qwen"
+    kind = "log"
+    description = "DashScope TSV usage log (qwen-usage.tsv), read incrementally"
+
+    @dataclass
+    class Settings:
+        paths: list[str] = field(
+            default_factory=lambda: [DEFAULT_TSV],
+            metadata={"help": "TSV log files or globs (~ expanded), e.g. include rotated 'qwen-usage.tsv*'"},
+        )
+
+    def _files(self) -> list[str]:
+        files = expand_paths(self.settings.paths)
+        return [f for f in files if not f.endswith(COMPRESSED)]
+
+    def available(self) -> str | None:
+        if self._files():
+            return None
+        return f"no log files at {', '.join(self.settings.paths)}"
+
+    def fetch(self, window: Window, cursor: Any) -> Iterator[UsageRecord | Cursor]:
+        files = expand_paths(self.settings.paths)
+        compressed = [f for f in files if f.endswith(COMPRESSED)]
+        if compressed:
+            self.ctx.warn(f"{self.id}: ignoring {len(compressed)} compressed file(s), e.g. {compressed[0]}")
+        account = self.ctx.machine_id
+
+        def to_record(row: Row) -> UsageRecord:
+            key, start, provider, model, in_tok, out_tok, cost = row
+            return UsageRecord(
+                key=key,
+                start=start,
+                provider=provider,
+                model=model,
+                account=account,
+                requests=1,
+                input_tokens=in_tok,
+                output_tokens=out_tok,
+                cost=cost,
+                currency="USD" if cost is not None else None,
+                cost_kind="logged" if cost is not None else None,
+            )
+
+        yield from ingest(self.ctx, cursor, [f for f in files if f not in compressed], TsvParser, None,
+                          to_record, window)

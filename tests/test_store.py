@@ -1,0 +1,316 @@
+"""The SQLite store: upserts, money as nanos, cursors with records, failed runs, merge, migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from helpers_host import T0, make_source, rec
+
+from tokenmeter import Cursor, QuotaSnapshot, SourceDataError
+from tokenmeter.errors import StoreError
+from tokenmeter.fetch import run_one
+from tokenmeter.store import Store, from_nanos, row_id, to_nanos
+from tokenmeter.testing import fake_context
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store.open(tmp_path / "t.db")
+    yield s
+    s.close()
+
+
+def write(store: Store, records, *, source="src", kind="log", cursor=None):
+    session = store.session(source, kind)
+    for r in records:
+        session.add(r)
+    session.finish(cursor)
+    return session.counts
+
+
+def rows(store: Store) -> list[tuple]:
+    return store.conn.execute(
+        "SELECT id, source, account, key, requests, input_tokens, cost_nanos, content_hash FROM usage ORDER BY id"
+    ).fetchall()
+
+
+def test_nanos_roundtrip_is_exact():
+    for text in ("0", "0.000000001", "1234567.123456789", "-0.5", "0.1"):
+        assert from_nanos(to_nanos(Decimal(text))) == Decimal(text)
+    assert to_nanos(Decimal("0.1")) == 100_000_000
+    assert to_nanos(None) is None and from_nanos(None) is None
+    assert to_nanos(Decimal("0.0000000015")) == 2  # half-even to the nearest nano
+
+
+def test_upsert_is_idempotent(store):
+    records = [rec("a"), rec("b", requests=2), rec("c", account="acct")]
+    first = write(store, records)
+    assert (first.new, first.updated, first.unchanged) == (3, 0, 0)
+    snapshot = rows(store)
+    second = write(store, records)
+    assert (second.new, second.updated, second.unchanged) == (0, 0, 3)
+    assert rows(store) == snapshot
+    assert store.conn.execute("SELECT COUNT(*) FROM usage").fetchone()[0] == 3
+
+
+def test_changed_record_replaces_row(store):
+    write(store, [rec("a", requests=1, input_tokens=100)])
+    counts = write(store, [rec("a", requests=5, input_tokens=900), rec("b")])
+    assert (counts.new, counts.updated, counts.unchanged) == (1, 1, 0)
+    stored = {r["key"]: r for r in store.usage_rows()}
+    assert len(stored) == 2
+    assert (stored["a"]["requests"], stored["a"]["input_tokens"]) == (5, 900)
+    assert stored["a"]["id"] == row_id("src", None, "a")
+
+
+def test_same_key_twice_in_one_run_counted_once(store):
+    counts = write(store, [rec("a", requests=1), rec("a", requests=2)])
+    assert (counts.new, counts.updated) == (1, 0)
+    assert [r["requests"] for r in store.usage_rows()] == [2]
+
+
+def test_money_stored_as_integer_nanos(store):
+    write(store, [rec("a", cost=Decimal("0.123456789"), currency="CNY", cost_kind="billed"),
+                  rec("b", cost=Decimal("1.1"), currency="CNY", cost_kind="billed")])
+    raw = store.conn.execute("SELECT key, cost_nanos, typeof(cost_nanos) FROM usage ORDER BY key").fetchall()
+    assert raw == [("a", 123456789, "integer"), ("b", 1100000000, "integer")]
+    assert store.conn.execute("SELECT SUM(cost_nanos) FROM usage").fetchone()[0] == 1223456789
+    got = {r["key"]: r["cost"] for r in store.usage_rows()}
+    assert got == {"a": Decimal("0.123456789"), "b": Decimal("1.1")}
+    assert all(isinstance(v, Decimal) for v in got.values())
+
+
+def test_times_stored_as_iso_utc_and_epoch(store):
+    write(store, [rec("a", start=T0, end=T0 + timedelta(hours=1))])
+    r = store.usage_rows()[0]
+    assert (r["start"], r["end"]) == ("2026-03-10T12:00:00Z", "2026-03-10T13:00:00Z")
+    assert r["start_ts"] == int(T0.timestamp()) and r["end_ts"] - r["start_ts"] == 3600
+    assert r["kind"] == "log" and r["source"] == "src"
+
+
+def test_quota_snapshots_stored(store):
+    snap = QuotaSnapshot(provider="qwen", name="credits", unit="USD", observed_at=T0,
+                         remaining=Decimal("12.50"), total=Decimal("20"))
+    later = snap.__class__(provider="qwen", name="credits", unit="USD", observed_at=T0 + timedelta(hours=1),
+                           remaining=Decimal("10"), total=Decimal("20"))
+    session = store.session("src", "ledger")
+    session.add(snap)
+    session.add(later)
+    session.add(snap)  # the same observation twice is one row
+    session.finish(None)
+    assert store.conn.execute("SELECT COUNT(*) FROM quota_snapshots").fetchone()[0] == 2
+    latest = store.snapshots(latest=True)
+    assert len(latest) == 1 and latest[0]["remaining"] == Decimal("10")
+    assert latest[0]["total"] == Decimal("20")
+
+
+def test_cursor_committed_with_records(store):
+    src = make_source("src", [rec("a"), Cursor({"offset": 10}), rec("b"), Cursor({"offset": 20})])
+    result = run_one(store, src, {}, ctx=fake_context("src"))
+    assert result.status == "ok" and result.new == 2
+    assert store.get_cursor("src") == {"offset": 20}
+    state = store.source_states()["src"]
+    assert state["last_success"] and state["last_error"] is None
+
+
+def test_cursor_passed_back_next_run(store):
+    seen = []
+
+    def items(self, window, cursor):
+        seen.append(dict(cursor))
+        yield rec(f"k{len(seen)}")
+        yield Cursor({"n": len(seen)})
+
+    src = make_source("src", items)
+    run_one(store, src, {}, ctx=fake_context("src"))
+    run_one(store, src, {}, ctx=fake_context("src"))
+    assert seen == [{}, {"n": 1}]
+
+
+def test_source_raising_mid_run_keeps_committed_data_only(store):
+    ok = make_source("src", [rec("old1"), rec("old2"), Cursor({"offset": 1})])
+    assert run_one(store, ok, {}, ctx=fake_context("src")).status == "ok"
+
+    def failing(self, window, cursor):
+        yield rec("old1", requests=99)  # changed before the checkpoint: committed
+        yield rec("new1")
+        yield Cursor({"offset": 2})
+        yield rec("new2")  # after the last checkpoint: rolled back
+        yield rec("old2", requests=77)  # also rolled back
+        raise SourceDataError("disk on fire")
+
+    bad = make_source("src", failing)
+    result = run_one(store, bad, {}, ctx=fake_context("src"))
+    assert result.status == "error" and result.exit_code == 6
+    assert result.message == "src: disk on fire"
+    # the summary reports what the last checkpoint made durable
+    assert (result.new, result.updated) == (1, 1)
+    stored = {r["key"]: r["requests"] for r in store.usage_rows()}
+    assert stored == {"old1": 99, "old2": 1, "new1": 1}
+    assert store.get_cursor("src") == {"offset": 2}
+    state = store.source_states()["src"]
+    assert state["last_error"] == "src: disk on fire" and state["last_success"]
+    runs = store.conn.execute("SELECT status, error FROM fetch_runs ORDER BY id").fetchall()
+    assert runs == [("ok", None), ("error", "src: disk on fire")]
+
+
+def test_source_raising_before_any_checkpoint_stores_nothing(store):
+    def failing(self, window, cursor):
+        yield rec("a")
+        yield rec("b")
+        raise RuntimeError("boom")
+
+    result = run_one(store, make_source("src", failing), {}, ctx=fake_context("src"))
+    assert result.status == "error" and result.exit_code == 6
+    assert "unexpected RuntimeError: boom" in result.message
+    assert (result.new, result.updated) == (0, 0)
+    assert store.usage_rows() == [] and store.get_cursor("src") == {}
+    # the database stays usable: the next run writes normally
+    assert run_one(store, make_source("src", [rec("a")]), {}, ctx=fake_context("src")).new == 1
+
+
+def test_invalid_item_names_source(store):
+    result = run_one(store, make_source("src", [rec("a"), "junk"]), {}, ctx=fake_context("src"))
+    assert result.status == "error"
+    assert "invalid record field 'item' (from src)" in result.message
+    assert store.usage_rows() == []
+
+
+# -- merge -----------------------------------------------------------------------------------------
+
+
+def _db(path, records, *, source="src", fetched_at=None):
+    with Store.open(path) as s:
+        write(s, records, source=source)
+        if fetched_at:
+            s.conn.execute("UPDATE usage SET fetched_at = ?", (fetched_at,))
+        full = sorted(tuple(r.values()) for r in s._dicts("SELECT * FROM usage", []))
+    return full
+
+
+def _all(store):
+    return sorted(tuple(r.values()) for r in store._dicts("SELECT * FROM usage", []))
+
+
+def test_merge_two_databases(tmp_path):
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    _db(a, [rec("k1", account="machine-a"), rec("only-a", account="machine-a")],
+        fetched_at="2026-03-10T00:00:00.000000Z")
+    _db(b, [rec("k1", account="machine-b", requests=7), rec("only-b", account="machine-b")],
+        fetched_at="2026-03-11T00:00:00.000000Z")
+    with Store.open(a) as s:
+        counts = s.merge(b)
+        assert counts["usage"] == 2
+        got = {(r["account"], r["key"]): r["requests"] for r in s.usage_rows()}
+    # the same key from two machines is two accounts: both kept
+    assert got == {("machine-a", "k1"): 1, ("machine-a", "only-a"): 1,
+                   ("machine-b", "k1"): 7, ("machine-b", "only-b"): 1}
+
+
+def test_merge_later_fetch_wins(tmp_path):
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    _db(a, [rec("bill-day", requests=1)], fetched_at="2026-03-10T00:00:00.000000Z")
+    _db(b, [rec("bill-day", requests=5)], fetched_at="2026-03-12T00:00:00.000000Z")
+    with Store.open(a) as s:
+        assert s.merge(b)["usage"] == 1
+        assert [r["requests"] for r in s.usage_rows()] == [5]
+    # the other way round: our later row is kept
+    with Store.open(b) as s:
+        s.conn.execute("UPDATE usage SET requests = 9, content_hash = 'x', fetched_at = '2026-03-20T00:00:00Z'")
+        assert s.merge(a)["usage"] == 0
+        assert [r["requests"] for r in s.usage_rows()] == [9]
+
+
+def test_merge_same_file_twice_changes_nothing(tmp_path):
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    _db(a, [rec("x", account="m1")])
+    _db(b, [rec("x", account="m2"), rec("y", account="m2")])
+    with Store.open(b) as s:
+        session = s.session("src", "ledger")
+        session.add(QuotaSnapshot(provider="qwen", name="credits", unit="USD", observed_at=T0,
+                                  remaining=Decimal(3)))
+        session.finish(None)
+    with Store.open(a) as s:
+        first = s.merge(b)
+        assert (first["usage"], first["quota_snapshots"]) == (2, 1)
+        after_first = _all(s)
+        snaps = s.conn.execute("SELECT * FROM quota_snapshots").fetchall()
+        second = s.merge(b)
+        assert second == {"usage": 0, "quota_snapshots": 0, "changes": 0}
+        assert _all(s) == after_first
+        assert s.conn.execute("SELECT * FROM quota_snapshots").fetchall() == snaps
+        assert len(after_first) == 3
+
+
+def test_merge_errors(tmp_path):
+    a = tmp_path / "a.db"
+    _db(a, [rec("x")])
+    text = tmp_path / "notes.txt"
+    text.write_text("hello, not a database\n" * 20)
+    other_sqlite = tmp_path / "other.db"
+    conn = sqlite3.connect(other_sqlite)
+    conn.execute("CREATE TABLE stuff (x)")
+    conn.commit()
+    conn.close()
+    with Store.open(a) as s:
+        with pytest.raises(StoreError, match="into itself"):
+            s.merge(a)
+        with pytest.raises(StoreError, match="no such file"):
+            s.merge(tmp_path / "missing.db")
+        with pytest.raises(StoreError, match="notes.txt"):
+            s.merge(text)
+        with pytest.raises(StoreError, match="not a tokenmeter database"):
+            s.merge(other_sqlite)
+        assert len(s.usage_rows()) == 1  # nothing changed
+    assert not (tmp_path / "missing.db").exists()
+
+
+# -- migrations ------------------------------------------------------------------------------------
+
+EXPECTED_SCHEMA = {
+    "usage": [
+        "id", "source", "kind", "account", "key", "provider", "model", "project", "session", "start", "end",
+        "start_ts", "end_ts", "requests", "errors", "input_tokens", "output_tokens", "cache_read_tokens",
+        "cache_write_tokens", "reasoning_tokens", "total_tokens", "cost_nanos", "currency", "cost_kind",
+        "est_cost_nanos", "est_currency", "price_basis", "details", "content_hash", "fetched_at",
+    ],
+    "quota_snapshots": ["id", "source", "provider", "account", "name", "unit", "used", "remaining", "total",
+                        "resets_at", "observed_at", "details"],
+    "source_state": ["source", "cursor", "last_success", "last_error", "last_error_at", "updated_at"],
+    "fetch_runs": ["id", "source", "started_at", "finished_at", "status", "new", "updated", "unchanged",
+                   "snapshots", "skipped", "seconds", "window_from", "window_to", "error"],
+}
+
+
+def test_fresh_database_schema(store):
+    tables = {t.name: [c.name for c in t.columns] for t in store.db.tables}
+    for name, columns in EXPECTED_SCHEMA.items():
+        assert tables[name] == columns, name
+    assert "_sqlite_migrations" in tables
+    assert store.pending_migrations() == []
+    indexes = {i.name: i for i in store.db["usage"].indexes}
+    assert {"idx_usage_provider", "idx_usage_model"} <= set(indexes)
+    # the row id is unique (upserts and merges rely on it)
+    assert any(i.unique and i.columns == ["id"] for i in indexes.values()) or store.db["usage"].pks == ["id"]
+    usage_types = {c.name: c.type for c in store.db["usage"].columns}
+    assert usage_types["cost_nanos"] == "INTEGER" and usage_types["start_ts"] == "INTEGER"
+
+
+def test_wal_mode_and_busy_timeout(store):
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
+
+
+def test_migrations_apply_once(tmp_path):
+    path = tmp_path / "m.db"
+    with Store.open(path, migrate=False) as s:
+        assert "m001_initial" in s.pending_migrations()
+    with Store.open(path) as s:
+        write(s, [rec("a")])
+    with Store.open(path) as s:  # re-opening does not re-run or lose anything
+        assert s.pending_migrations() == [] and len(s.usage_rows()) == 1
+        names = [r[0] for r in s.conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
+        assert names[0] == "m001_initial" and len(names) == len(set(names))
