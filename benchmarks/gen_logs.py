@@ -2,6 +2,7 @@
 
     python benchmarks/gen_logs.py qwen-code --lines 1000000 --out DIR   # DIR/projects/*/chats/*.jsonl
     python benchmarks/gen_logs.py tsv --lines 100000 --out FILE
+    python benchmarks/gen_logs.py demo --out tokenmeter/demo/data       # the demo's sample data
 
 Each run writes the per UTC day x model sums a correct reader must produce to ``<out>.expected.json``
 (qwen-code: DIR/expected.json) and also returns them from ``gen_qwen_code`` / ``gen_tsv``.
@@ -77,7 +78,7 @@ def _dumps(obj: dict[str, Any]) -> str:
 
 def gen_qwen_code(out: str | Path, lines: int, *, seed: int = 1, days: int = 7, start: str = "2026-03-02",
                   projects: int = 3, fork_rate: float = 0.1, old_version_rate: float = 0.08,
-                  quirks: bool = False) -> dict[str, Any]:
+                  quirks: bool = False, session_lines: tuple[int, int] = (20, 400)) -> dict[str, Any]:
     """Write ``out/projects/<p>/chats/<session>.jsonl`` with about ``lines`` lines; return expected sums."""
     rng = random.Random(seed)
     text = _Text(rng)
@@ -106,7 +107,7 @@ def gen_qwen_code(out: str | Path, lines: int, *, seed: int = 1, days: int = 7, 
         version = "0.9.1" if old else rng.choice(["0.14.2", "0.16.0"])
         branch = rng.choice(["main", "main", "fix/cache-bug", "feat/report"])
         ts = t0 + timedelta(seconds=rng.uniform(0, span))
-        n_lines = min(rng.randint(20, 400), lines - written)
+        n_lines = min(rng.randint(*session_lines), lines - written)
         model, _, thinks = rng.choices(models, weights)[0]
         prompt = rng.randint(8_000, 20_000)
         parent: str | None = None
@@ -145,7 +146,7 @@ def gen_qwen_code(out: str | Path, lines: int, *, seed: int = 1, days: int = 7, 
             elif state == "assistant":
                 r = base("assistant")
                 r["provenance"] = "assistant_output"
-                size = rng.randint(700, 7600)
+                size = rng.randint(600, 6800)
                 parts: list[dict[str, Any]] = [{"text": text.get(size)}]
                 tool = rng.random() < 0.6
                 if tool:
@@ -321,10 +322,52 @@ def gen_tsv(out: str | Path, lines: int, *, seed: int = 1, days: int = 7, start:
     return result
 
 
+def gen_demo(out: str | Path, *, seed: int = 2026) -> dict[str, Any]:
+    """The sample data ``tokenmeter demo`` ships (tokenmeter/demo/data): a week in March 2026.
+
+    Message texts are cut short so the package stays small; token numbers are untouched.
+    """
+    import shutil
+    import tempfile
+
+    out = Path(out)
+    with tempfile.TemporaryDirectory() as tmp_s:
+        tmp = Path(tmp_s)
+        qc = gen_qwen_code(tmp / "qwen", 420, seed=seed, days=5, start="2026-03-09", projects=2,
+                           fork_rate=0.25, old_version_rate=0.1, session_lines=(15, 60))
+        shutil.rmtree(out / "qwen", ignore_errors=True)
+        for f in sorted((tmp / "qwen").glob("projects/*/chats/*.jsonl")):
+            lines = []
+            for line in f.read_text(encoding="utf-8").splitlines():
+                d = json.loads(line)
+                for part in (d.get("message") or {}).get("parts", []):
+                    if "text" in part:
+                        part["text"] = part["text"][:160]
+                    if "functionResponse" in part:
+                        resp = part["functionResponse"]["response"]
+                        resp["output"] = resp["output"][:160]
+                    if "functionCall" in part:
+                        args = part["functionCall"]["args"]
+                        args["command"] = args["command"][:60]
+                if d.get("subtype") == "custom_title":
+                    d["systemPayload"]["customTitle"] = d["systemPayload"]["customTitle"][:30]
+                lines.append(_dumps(d))
+            dest = out / "qwen" / f.relative_to(tmp / "qwen")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        tsv = gen_tsv(tmp / "qwen-usage.tsv", 150, seed=seed, days=5, start="2026-03-09", quirks=False)
+        shutil.copy(tmp / "qwen-usage.tsv", out / "qwen-usage.tsv")
+    expected = {"note": "totals `tokenmeter demo` must show; made by benchmarks/gen_logs.py demo",
+                "qwen-code": {"totals": qc["totals"], "by_day_model": qc["by_day_model"]},
+                "dashscope-log": {"totals": tsv["totals"], "by_day_model_provider": tsv["by_day_model_provider"]}}
+    (out / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
+    return expected
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("kind", choices=["qwen-code", "tsv"])
-    ap.add_argument("--lines", type=int, required=True)
+    ap.add_argument("kind", choices=["qwen-code", "tsv", "demo"])
+    ap.add_argument("--lines", type=int, default=0)
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--days", type=int, default=7)
@@ -332,7 +375,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quirks", action="store_true", help="qwen-code: add a garbage and a truncated line")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    if args.kind == "qwen-code":
+    if args.kind == "demo":
+        res = gen_demo(args.out, seed=args.seed if args.seed != 1 else 2026)
+        print(f"demo data -> {args.out}: {res['qwen-code']['totals']['requests']} Qwen Code calls, "
+              f"{res['dashscope-log']['totals']['requests']} TSV rows")
+    elif args.kind == "qwen-code":
         res = gen_qwen_code(args.out, args.lines, seed=args.seed, days=args.days, start=args.start,
                             quirks=args.quirks)
         st = res["stats"]

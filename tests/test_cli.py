@@ -345,3 +345,60 @@ def test_every_command_has_help():
         assert result.exit_code == 0 and "Usage:" in result.stdout
         seen.append(" ".join(path))
     assert {"report", "fetch", "plugins", "sources", "quota", "db", "db merge", "db export"} <= set(seen)
+
+
+def test_exit_130_interrupted_and_nothing_partial():
+    def interrupted(self, window, cursor):
+        yield rec("a")
+        yield Cursor({"n": 1})
+        yield rec("b")
+        raise KeyboardInterrupt
+
+    register(make_source("slow", interrupted))
+    result = cli_run(["fetch", "slow"])
+    assert result.exit_code == 130 and "Interrupted." in result.stderr
+    rows = cli_json(["db", "export", "--json"])
+    assert [r["key"] for r in rows] == ["a"]  # the checkpoint survived, the rest rolled back
+
+
+def test_report_refreshes_log_sources_but_not_ledgers(tokenmeter_env):
+    calls: list[str] = []
+
+    def counting(name):
+        def items(self, window, cursor):
+            calls.append(name)
+            yield rec(f"{name}-1", provider=name, start=TODAY)
+
+        return items
+
+    register(make_source("my-log", counting("my-log"), kind="log"),
+             make_source("my-bill", counting("my-bill"), kind="ledger"))
+    out = cli_json(["--today", "--by", "source", "--json"], NOW)
+    assert calls == ["my-log"]
+    assert [r["source"] for r in out["rows"]] == ["my-log"]
+    cli_json(["--today", "--json", "--offline"], NOW)
+    assert calls == ["my-log"]  # --offline reads the database only
+    out = cli_json(["--today", "--by", "source", "--json", "--refresh"], NOW)
+    assert sorted(calls) == ["my-bill", "my-log", "my-log"]
+    assert [r["source"] for r in out["rows"]] == ["my-bill", "my-log"]
+    # refresh_after: a ledger whose last success is older than this is refreshed before a report
+    (tokenmeter_env / "config.toml").write_text('[tokenmeter]\nrefresh_after = "1h"\n')
+    calls.clear()
+    cli_json(["--today", "--json"], NOW)
+    assert calls == ["my-log"]  # fetched seconds ago: fresh
+    (tokenmeter_env / "config.toml").write_text('[tokenmeter]\nrefresh_after = 0\n')
+    calls.clear()
+    cli_json(["--today", "--json"], {"TOKENMETER_NOW": "2026-03-16T12:00:00Z"})
+    assert sorted(calls) == ["my-bill", "my-log"]
+
+
+def test_report_refresh_failure_is_a_warning():
+    def broken(self, window, cursor):
+        raise ProviderUnavailable("my-log: disk unreadable")
+        yield
+
+    register(make_source("my-log", broken, kind="log"))
+    result = cli_run(["--today", "--json"], NOW)
+    assert result.exit_code == 0
+    assert "warning: could not refresh my-log: disk unreadable" in result.stderr
+    assert json.loads(result.stdout)["rows"] == []

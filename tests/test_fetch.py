@@ -205,3 +205,27 @@ def test_failure_isolated_and_others_run(store):
     assert results["a"].message == "a: unexpected KeyError: 'missing field'"
     assert results["b"].status == "ok" and results["b"].new == 1
     assert store.source_states()["a"]["last_error"] == results["a"].message
+
+
+def test_buggy_available_check_does_not_stop_other_sources(store):
+    def broken_check(self):
+        raise PermissionError("cannot list /root/logs")
+
+    buggy = make_source("buggy", [rec("b")])
+    buggy.available = broken_check
+    results = run(store, [buggy, make_source("fine", [rec("f")])])
+    assert results["fine"].status == "ok" and results["fine"].new == 1
+    assert results["buggy"].status == "ok"  # run anyway: a real failure would be reported by the run
+
+
+def test_sources_see_the_fixed_now():
+    seen = []
+
+    def items(self, window, cursor):
+        seen.append((self.ctx.now(), window.end))
+        yield from ()
+
+    register(make_source("clock", items))
+    assert cli_run(["fetch", "clock"], {"TOKENMETER_NOW": "2026-03-15T12:00:00Z"}).exit_code == 0
+    fixed = datetime(2026, 3, 15, 12, tzinfo=UTC)
+    assert seen == [(fixed, fixed)]

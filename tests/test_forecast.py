@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from tokenmeter.forecast import DailyPoint, days_until_exhausted, exhaustion_date, forecast
+from tokenmeter.forecast import DailyPoint, days_until_exhausted, exhaustion_date, exhaustion_info, forecast
 
 TODAY = date(2026, 3, 15)
 
@@ -73,3 +73,14 @@ def test_days_until_exhausted():
     assert days_until_exhausted(100, 0) is None
     assert exhaustion_date(TODAY, 12.5) == date(2026, 3, 27)
     assert exhaustion_date(TODAY, None) is None
+
+
+def test_exhaustion_info_for_a_budget():
+    info = exhaustion_info(Decimal("4.46"), Decimal("0.419837"), TODAY, date(2026, 3, 31))
+    assert info == {"per_day": "0.419837", "days_left": 10.62, "exhausted_on": "2026-03-25",
+                    "period_end": "2026-03-31", "before_period_end": True}
+    # a monthly budget that resets before it would run out
+    late = exhaustion_info(Decimal("14.46"), Decimal("0.419837"), TODAY, date(2026, 3, 31))
+    assert (late["exhausted_on"], late["before_period_end"]) == ("2026-04-18", False)
+    assert exhaustion_info(100, None, TODAY)["days_left"] is None
+    assert exhaustion_info(100, None, TODAY, date(2026, 3, 31))["before_period_end"] is False

@@ -104,13 +104,14 @@ def test_year_boundary_depends_on_zone():
 @pytest.mark.parametrize(
     "now,week,quarter",
     [
-        (datetime(2026, 3, 16, 0, 0, tzinfo=UTC), (D(2026, 3, 16), D(2026, 3, 22)), (D(2026, 1, 1), D(2026, 3, 31))),
-        (datetime(2026, 4, 1, 0, 0, tzinfo=UTC), (D(2026, 3, 30), D(2026, 4, 5)), (D(2026, 4, 1), D(2026, 6, 30))),
-        (datetime(2026, 9, 30, 23, 59, tzinfo=UTC), (D(2026, 9, 28), D(2026, 10, 4)), (D(2026, 7, 1), D(2026, 9, 30))),
-        (datetime(2026, 12, 31, 23, 59, tzinfo=UTC), (D(2026, 12, 28), D(2027, 1, 3)), (D(2026, 10, 1), D(2026, 12, 31))),
+        ((2026, 3, 16, 0, 0), (D(2026, 3, 16), D(2026, 3, 22)), (D(2026, 1, 1), D(2026, 3, 31))),
+        ((2026, 4, 1, 0, 0), (D(2026, 3, 30), D(2026, 4, 5)), (D(2026, 4, 1), D(2026, 6, 30))),
+        ((2026, 9, 30, 23, 59), (D(2026, 9, 28), D(2026, 10, 4)), (D(2026, 7, 1), D(2026, 9, 30))),
+        ((2026, 12, 31, 23, 59), (D(2026, 12, 28), D(2027, 1, 3)), (D(2026, 10, 1), D(2026, 12, 31))),
     ],
 )
 def test_week_and_quarter_boundaries(now, week, quarter):
+    now = datetime(*now, tzinfo=UTC)
     assert span("week", now) == week
     assert span("quarter", now) == quarter
 
@@ -247,3 +248,27 @@ def test_cli_presets_with_fixed_now():
     ]:
         data = cli_json(["report", *args, "--json", "--offline"], env)
         assert (data["period"]["from"], data["period"]["to"]) == expected, args
+
+
+def test_offset_segments_switch_in_the_last_step():
+    # spring and autumn in one period ending on the autumn day: the period is a whole number of
+    # days long, so the autumn switch falls inside the last step of the scan
+    lo, _ = local_day_bounds(D(2026, 3, 28), BERLIN)
+    _, hi = local_day_bounds(D(2026, 10, 25), BERLIN)
+    spring = int(datetime(2026, 3, 29, 1, tzinfo=UTC).timestamp())
+    autumn = int(datetime(2026, 10, 25, 1, tzinfo=UTC).timestamp())
+    assert offset_segments(lo, hi, BERLIN) == [(lo, spring, 3600), (spring, autumn, 7200), (autumn, hi, 3600)]
+    # a single autumn day
+    lo, hi = local_day_bounds(D(2026, 10, 25), BERLIN)
+    assert offset_segments(lo, hi, BERLIN) == [(lo, autumn, 7200), (autumn, hi, 3600)]
+
+
+def test_report_ending_on_the_autumn_switch_day(tmp_path):
+    with Store.open(tmp_path / "t.db") as store:
+        session = store.session("src", "log")
+        for r in _berlin_records():
+            session.add(r)
+        session.finish(None)
+        report = usage_report(store, Period(D(2026, 3, 28), D(2026, 10, 25), BERLIN), by=["day"])
+        got = {r["day"]: r["requests"] for r in report.rows}
+        assert got == {"2026-03-28": 1, "2026-03-29": 6, "2026-03-30": 8, "2026-10-24": 16, "2026-10-25": 96}

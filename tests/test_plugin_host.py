@@ -254,3 +254,39 @@ def test_register_sources_raising_is_isolated(monkeypatch):
     register(make_source("fine"), name="fine-plugin")
     assert list(get_sources()) == ["fine"]
     assert by_name(get_plugins())["exploding"]["errors"] == ["register_sources failed: ValueError: oops"]
+
+
+# -- register_commands -----------------------------------------------------------------------------
+
+
+class HelloCommands:
+    @hookimpl
+    def register_commands(self, cli):
+        import click
+
+        @cli.command(name="hello-fake")
+        def hello():
+            """Say hello (a test-only plugin command)."""
+            click.echo("hello from a plugin")
+
+
+def test_plugin_command_is_added():
+    cli_run(["--help"])  # the root group has already listed its commands once in this process
+    pm.register(HelloCommands(), name="hello-plugin")
+    result = cli_run(["hello-fake"])
+    assert result.exit_code == 0 and result.stdout == "hello from a plugin\n"
+    assert "hello-fake" in cli_run(["--help"]).stdout
+
+
+def test_register_commands_failure_is_isolated():
+    class Exploding:
+        @hookimpl
+        def register_commands(self, cli):
+            raise RuntimeError("no commands today")
+
+    pm.register(Exploding(), name="exploding-commands")
+    result = cli_run(["--help"])
+    assert result.exit_code == 0 and "Usage:" in result.stdout
+    plugins = by_name(json.loads(cli_run(["plugins"]).stdout))
+    assert plugins["exploding-commands"]["errors"] == [
+        "register_commands failed: RuntimeError: no commands today"]

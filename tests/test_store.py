@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -314,3 +314,61 @@ def test_migrations_apply_once(tmp_path):
         assert s.pending_migrations() == [] and len(s.usage_rows()) == 1
         names = [r[0] for r in s.conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
         assert names[0] == "m001_initial" and len(names) == len(set(names))
+
+
+def test_fetched_at_sorts_in_time_order(monkeypatch):
+    import tokenmeter.store as store_mod
+
+    times = iter([datetime(2026, 3, 1, 12, 0, 0, 0, tzinfo=UTC), datetime(2026, 3, 1, 12, 0, 0, 1, tzinfo=UTC)])
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return next(times)
+
+    monkeypatch.setattr(store_mod, "datetime", Clock)
+    first, second = store_mod.now_iso(), store_mod.now_iso()
+    assert first == "2026-03-01T12:00:00.000000Z"
+    assert first < second  # a whole second must not sort after a later fraction
+
+
+def test_merge_moving_a_row_to_another_time_updates_reports(tmp_path):
+    from tokenmeter.periods import Period
+    from tokenmeter.reports import usage_report
+
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    _db(a, [rec("k", start=T0, requests=3)], fetched_at="2026-03-10T00:00:00.000000Z")
+    _db(b, [rec("k", start=T0 + timedelta(days=1), requests=5)], fetched_at="2026-03-12T00:00:00.000000Z")
+    with Store.open(a) as s:
+        before = usage_report(s, Period(None, None, UTC), by=["day"])
+        assert [(r["day"], r["requests"]) for r in before.rows] == [("2026-03-10", 3)]
+        s.merge(b)
+        after = usage_report(s, Period(None, None, UTC), by=["day"])
+        assert [(r["day"], r["requests"]) for r in after.rows] == [("2026-03-11", 5)]
+
+
+def test_refetch_moving_a_row_updates_reports(store):
+    from tokenmeter.periods import Period
+    from tokenmeter.reports import usage_report
+
+    write(store, [rec("k", start=T0, requests=3)])
+    usage_report(store, Period(None, None, UTC))  # builds the rollup
+    counts = write(store, [rec("k", start=T0 + timedelta(days=1), requests=5)])
+    assert counts.updated == 1
+    after = usage_report(store, Period(None, None, UTC), by=["day"])
+    assert [(r["day"], r["requests"]) for r in after.rows] == [("2026-03-11", 5)]
+
+
+def test_reader_not_blocked_by_open_write(tmp_path):
+    path = tmp_path / "wal.db"
+    writer = Store.open(path)
+    write(writer, [rec("committed")])
+    session = writer.session("src", "log")
+    session.add(rec("pending"))
+    session.flush()  # inside an open write transaction now
+    with Store.open(path) as reader:  # e.g. a report while cron fetches
+        assert [r["key"] for r in reader.usage_rows()] == ["committed"]
+    session.finish(None)
+    with Store.open(path) as reader:
+        assert sorted(r["key"] for r in reader.usage_rows()) == ["committed", "pending"]
+    writer.close()

@@ -88,6 +88,19 @@ class Tokenmeter:
             Path(output_path).write_text(text, encoding="utf-8")
         return text
 
+    def budgets(self, *, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Budget and quota statuses (level ok / warning / critical), as dicts."""
+        from .insights import budget_statuses
+
+        statuses = budget_statuses(self.store, self.config, now or datetime.now(UTC), self.config.timezone)
+        return [s.to_dict() for s in statuses]
+
+    def forecast(self, *, now: datetime | None = None) -> dict[str, Any]:
+        """Month-end projection and days until each budget or quota runs out."""
+        from .insights import forecast_data
+
+        return forecast_data(self.store, self.config, now or datetime.now(UTC), self.config.timezone)
+
     def quotas(self) -> list[dict[str, Any]]:
         """Latest quota snapshots."""
         return self.store.snapshots(latest=True)

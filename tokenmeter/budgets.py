@@ -343,12 +343,12 @@ def _level(used: Decimal, limit: Decimal, warn: Decimal, critical: Decimal) -> t
 
 def evaluate(
     budget: Budget,
-    used: Decimal | int,
+    used: Decimal | int | float,
     *,
     window: tuple[date, date] | None = None,
 ) -> BudgetStatus:
     """The status of ``budget`` given the usage summed over its window (pass the window to label it)."""
-    used = Decimal(used)
+    used = used if isinstance(used, Decimal) else Decimal(str(used))
     percent, level = _level(used, budget.limit, budget.warn, budget.critical)
     return BudgetStatus(
         name=budget.name,

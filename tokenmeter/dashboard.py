@@ -37,7 +37,8 @@ are (``usage_report(...).as_dict()["rows"]``): ``day`` is accepted for ``date`` 
         {"name": "test", "kind": "budget", "used": "812000", "limit": "1000000", "remaining": "188000",
          "percent": "81.20", "level": "critical", "unit": "tokens", "warn": "0.5", "critical": "0.8",
          "period": {"from": "2026-03-01", "to": "2026-03-31", "key": "..."}, "resets_at": None,
-         "per_day": "60000", "days_left": 3.13, "exhausted_on": "2026-03-18"},
+         "per_day": "60000", "days_left": 3.13, "exhausted_on": "2026-03-18",
+         "period_end": "2026-03-31", "before_period_end": True},
       ],
       "forecast": Forecast.to_dict(),                 # see tokenmeter.forecast
       "rows": [                   # the detailed table: any report rows (date/day, week, month, quarter,
@@ -56,7 +57,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from html import escape
 from importlib import resources
 from typing import Any
@@ -103,7 +104,7 @@ def _dec(value: Any) -> Decimal | None:
 
 def _int(value: Any) -> int | None:
     number = _dec(value)
-    return None if number is None else int(number)
+    return None if number is None else int(number.quantize(Decimal(1), ROUND_HALF_UP))
 
 
 def _str(value: Any) -> str | None:
@@ -370,12 +371,15 @@ def _budgets(data: Mapping[str, Any]) -> str:
             foot.append(f"resets {_e(str(b['resets_at'])[:16].replace('T', ' '))}")
         elif period.get("from") or period.get("to"):
             foot.append(f"{_e(period.get('from') or '')}..{_e(period.get('to') or '')}")
-        if b.get("days_left") is not None:
-            days = float(b["days_left"])
+        days = b.get("days_left")
+        if days is not None and float(days) <= 0:
+            foot.append('<span class="runout">exhausted</span>')
+        elif days is not None and b.get("before_period_end") is False:
+            foot.append(f'<span class="runout">lasts past {_e(b.get("period_end"))} at this rate</span>')
+        elif days is not None:
             when = f" ({_e(b.get('exhausted_on'))})" if b.get("exhausted_on") else ""
-            text = "exhausted" if days <= 0 else f"runs out in ~{days:.1f} days{when}"
-            foot.append(f'<span class="runout">{text}</span>')
-        elif "days_left" in b and _dec(b.get("remaining")) and _dec(b.get("remaining")) > 0:  # type: ignore[operator]
+            foot.append(f'<span class="runout">runs out in ~{float(days):.1f} days{when}</span>')
+        elif "days_left" in b and (_dec(b.get("remaining")) or 0) > 0:
             foot.append('<span class="runout">not running out at the current rate</span>')
         kind = "provider quota" if b.get("kind") == "quota" else "budget"
         html.append(
@@ -464,6 +468,8 @@ def _forecast(data: Mapping[str, Any], currency: str | None) -> str:
                 days_text = "never at this rate"
             else:
                 days_text = "exhausted" if float(days) <= 0 else f"{float(days):.1f}"
+                if float(days) > 0 and b.get("before_period_end") is False:
+                    days_text += f" (resets {_str(b.get('period_end'))} first)"
             html.append(f'<tr data-budget="{_e(b.get("name"))}"><td>{_e(b.get("name"))}</td>'
                         f'<td class="n">{_e(fmt_amount(b.get("remaining"), unit))}</td>'
                         f'<td class="n">{_e(fmt_amount(b.get("per_day"), unit))}</td>'

@@ -163,12 +163,15 @@ def select_sources(
             continue
         try:
             settings = build_settings(cls.Settings, config.source_table(sid), f"sources.{sid}")
-            reason = cls(settings, SourceContext(sid)).available()
+            reason = cls(settings, make_context(config, sid)).available()
         except TokenmeterError as exc:
             reason = None if isinstance(exc, ConfigError) else str(exc)
             if isinstance(exc, ConfigError):
                 run.append(cls)  # run it so the config error is reported properly
                 continue
+        except Exception:  # a buggy check must not stop the others: run it, so a real failure is reported
+            run.append(cls)
+            continue
         if reason:
             skipped.append(SourceResult(sid, "skipped", message=reason))
         else:

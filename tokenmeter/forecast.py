@@ -200,14 +200,26 @@ def exhaustion_date(today: date, days: float | None) -> date | None:
 
 
 def exhaustion_info(
-    remaining: Decimal | int | float | str, daily_rate: Decimal | int | float | None, today: date
+    remaining: Decimal | int | float | str,
+    daily_rate: Decimal | int | float | None,
+    today: date,
+    period_end: date | None = None,
 ) -> dict[str, Any]:
-    """``{"per_day", "days_left", "exhausted_on"}`` for a budget status: merge it into
-    ``BudgetStatus.to_dict()`` for the dashboard and ``tokenmeter forecast --json``."""
+    """``{"per_day", "days_left", "exhausted_on", "before_period_end"}`` for one budget status.
+
+    Merge it into ``BudgetStatus.to_dict()`` for the dashboard and ``tokenmeter forecast --json``.
+    ``period_end`` (a periodic budget's last day) makes ``before_period_end`` say whether the
+    budget runs out before it resets; it is None without one.
+    """
     days = days_until_exhausted(Decimal(str(remaining)), daily_rate)
     when = exhaustion_date(today, days)
+    before = None
+    if period_end is not None:
+        before = when is not None and when <= period_end
     return {
         "per_day": None if daily_rate is None else str(daily_rate),
         "days_left": None if days is None else round(days, 2),
         "exhausted_on": when.isoformat() if when else None,
+        "period_end": period_end.isoformat() if period_end else None,
+        "before_period_end": before,
     }

@@ -101,6 +101,8 @@ def render_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, tabl
                 line.append(fmt_int(v) if v else "")
             elif isinstance(v, int) and not isinstance(v, bool):
                 line.append(fmt_int(v))
+            elif isinstance(v, Decimal):
+                line.append(_plain(v))
             elif v is None:
                 line.append("–" if c in HEADERS else "")
             else:

@@ -132,7 +132,7 @@ def offset_segments(lo: int, hi: int, tz: tzinfo) -> list[tuple[int, int, int]]:
     t = lo
     while t < hi:
         nxt = min(t + step, hi)
-        o = off(nxt) if nxt < hi else cur_off
+        o = off(min(nxt, hi - 1))  # the last step too: a switch can fall inside it
         if o != cur_off:
             a, b = t, nxt  # the offset changes somewhere in (a, b]: find the first second with it
             while b - a > 1:

@@ -21,7 +21,7 @@ import pluggy
 from . import hookspecs
 from .errors import PluginError
 
-__all__ = ["get_plugins", "get_sources", "load_plugins", "pm"]
+__all__ = ["get_plugins", "get_sources", "load_commands", "load_plugins", "pm"]
 
 GROUP = "tokenmeter"
 
@@ -39,6 +39,7 @@ class _State:
     errors: list[LoadError] = field(default_factory=list)
     dist_of: dict[str, tuple[str, str]] = field(default_factory=dict)  # entry point -> (label, version)
     distribution: dict[str, str] = field(default_factory=dict)  # entry point -> distribution
+    commands_from: set[str] = field(default_factory=set)  # plugins whose register_commands ran
 
 
 pm = pluggy.PluginManager(GROUP)
@@ -127,6 +128,21 @@ def reset() -> None:
     _state.errors.clear()
     _state.dist_of.clear()
     _state.distribution.clear()
+    _state.commands_from.clear()
+
+
+def load_commands(cli: Any) -> None:
+    """Call each plugin's ``register_commands`` once; a plugin that raises is reported, not fatal."""
+    load_plugins()
+    for impl in reversed(pm.hook.register_commands.get_hookimpls()):
+        if impl.plugin_name in _state.commands_from:
+            continue
+        _state.commands_from.add(impl.plugin_name)
+        try:
+            impl.function(cli=cli)
+        except Exception as exc:
+            _record_once(_plugin_label(impl.plugin_name)[0],
+                         f"register_commands failed: {type(exc).__name__}: {exc}")
 
 
 def _plugin_label(name: str) -> tuple[str, str | None]:

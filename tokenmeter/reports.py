@@ -332,3 +332,61 @@ def rows_for_output(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         r["cost"] = decimal_str(r.get("cost"))
         out.append(r)
     return out
+
+
+def reconcile_report(store: Store, period: Period, *, filters: Filters | None = None) -> list[dict[str, Any]]:
+    """Per local day × model × currency: billed vs logged vs estimated cost, and the differences.
+
+    ``billed`` sums ledger costs, ``logged`` the costs local logs carry, ``estimated`` the price
+    table's estimate of the logged calls. ``billed_minus_estimated`` shows where estimates drift
+    from bills; ``billed_minus_logged`` where a client's own figures do.
+    """
+    store.refresh_rollup()
+    bounds = _bounds(store, period)
+    if bounds is None:
+        return []
+    lo, hi = bounds
+    where, params = (filters or Filters()).sql()
+    out: dict[tuple[str, Any, Any], dict[str, Any]] = {}
+    epoch = date(1970, 1, 1)
+    for seg_lo, seg_hi, offset in offset_segments(lo, hi, period.tz):
+        sql = (
+            f"SELECT (u.bucket + {offset}) / 86400, u.model, "
+            "CASE WHEN u.has_cost THEN u.currency ELSE u.est_currency END, "
+            "SUM(CASE WHEN u.cost_kind = 'billed' THEN u.cost_nanos END), "
+            "SUM(CASE WHEN u.cost_kind = 'logged' THEN u.cost_nanos END), "
+            "SUM(CASE WHEN u.kind = 'log' THEN u.est_cost_nanos END), "
+            "SUM(CASE WHEN u.kind = 'ledger' THEN u.requests END), "
+            "SUM(CASE WHEN u.kind = 'log' THEN u.requests END), "
+            "SUM(CASE WHEN u.kind = 'log' AND u.est_currency IS NULL AND NOT u.has_cost THEN u.calls END) "
+            "FROM usage_rollup u WHERE u.bucket >= ? AND u.bucket < ?"
+            + (f" AND {where}" if where else "")
+            + " GROUP BY 1, 2, 3"
+        )
+        for dayno, model, cur, billed, logged, est, ledger_req, log_req, unpriced in store.conn.execute(
+            sql, [seg_lo, seg_hi, *params]
+        ):
+            key = ((epoch + timedelta(days=dayno)).isoformat(), model, cur)
+            row = out.setdefault(key, {"day": key[0], "model": model, "currency": cur, "billed": None,
+                                       "logged": None, "estimated": None, "billed_requests": None,
+                                       "logged_requests": None, "unpriced_log_requests": 0})
+            for name, value in (("billed", billed), ("logged", logged), ("estimated", est)):
+                if value is not None:
+                    row[name] = (row[name] or Decimal(0)) + from_nanos(value)
+            for name, value in (("billed_requests", ledger_req), ("logged_requests", log_req)):
+                if value is not None:
+                    row[name] = (row[name] or 0) + value
+            row["unpriced_log_requests"] += unpriced or 0
+    rows = []
+    for key in sorted(out, key=lambda k: (k[0], k[1] or "", k[2] or "")):
+        row = out[key]
+        if row["billed"] is None and row["logged"] is None and row["estimated"] is None:
+            continue
+        b, lg, e = row["billed"], row["logged"], row["estimated"]
+        row["billed_minus_logged"] = b - lg if b is not None and lg is not None else None
+        row["billed_minus_estimated"] = b - e if b is not None and e is not None else None
+        row["estimate_error_pct"] = (
+            float(round((e - b) / b * 100, 1)) if b and e is not None else None
+        )
+        rows.append(row)
+    return rows

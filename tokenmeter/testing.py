@@ -6,10 +6,12 @@
   database and returns the records, snapshots and last cursor.
 - ``run_source(...)`` runs a source through the real host (settings, store, cursor) against a
   temporary database and returns the stored rows.
+- ``SourceRunner`` does the same and returns a ``HostRun``: the run's status, message and counts,
+  the stored rows, snapshots and cursor. Calling it again reuses the database (and the cursor).
 - ``check_records(records)`` asserts the record contract.
 
 Fixtures: ``tokenmeter_env`` (temporary user dirs, config and database, plugins as installed),
-``fixed_now``.
+``fixed_now``, ``source_runner`` (a ``SourceRunner`` on a temporary database).
 """
 
 from __future__ import annotations
@@ -30,11 +32,14 @@ from .sources import Source, SourceContext, Window
 __all__ = [
     "FIXED_NOW",
     "Collected",
+    "HostRun",
+    "SourceRunner",
     "check_records",
     "collect",
     "fake_context",
     "fixed_now",
     "run_source",
+    "source_runner",
     "tokenmeter_env",
 ]
 
@@ -154,6 +159,73 @@ def run_source(
         return store.usage_rows(source=source_cls.id)
     finally:
         store.close()
+
+
+@dataclass
+class HostRun:
+    """What one ``SourceRunner`` call did: the host's result and what the database now holds.
+
+    ``status`` is ``ok`` or ``error``; ``message`` is the one-line error the user would see.
+    ``rows`` are every stored usage row of the source (costs as ``Decimal``, times as ISO text),
+    ``snapshots`` its stored quota snapshots, ``cursor`` the cursor the host saved.
+    """
+
+    status: str
+    message: str
+    exit_code: int
+    new: int
+    updated: int
+    unchanged: int
+    skipped_lines: int
+    skip_examples: list[str]
+    warnings: list[str]
+    rows: list[dict[str, Any]]
+    snapshots: list[dict[str, Any]]
+    cursor: dict[str, Any]
+
+
+class SourceRunner:
+    """Run sources through the real host against one database; each call returns a ``HostRun``."""
+
+    def __init__(self, db_path: str | Path, *, now: datetime = FIXED_NOW) -> None:
+        self.db_path = Path(db_path)
+        self.now = now
+
+    def __call__(
+        self,
+        source_cls: type[Source],
+        settings: Mapping[str, Any] | None = None,
+        *,
+        now: datetime | None = None,
+        env: Mapping[str, str] | None = None,
+        handler: Callable[[Any], Any] | None = None,
+        window: Window | None = None,
+    ) -> HostRun:
+        """Run ``source_cls`` with ``settings`` (a ``[sources.<id>]`` table as a dict)."""
+        from .fetch import make_pricer, run_one
+        from .store import Store
+
+        store = Store.open(self.db_path)
+        try:
+            ctx = fake_context(source_cls.id, now=now or self.now, env=env, handler=handler)
+            result = run_one(store, source_cls, dict(settings or {}), ctx=ctx, window=window,
+                             pricer=make_pricer(None))
+            snapshots = [s for s in store.snapshots(latest=False) if s["source"] == source_cls.id]
+            return HostRun(
+                status=result.status, message=result.message, exit_code=result.exit_code,
+                new=result.new, updated=result.updated, unchanged=result.unchanged,
+                skipped_lines=result.skipped_lines, skip_examples=list(result.skip_examples),
+                warnings=list(result.warnings), rows=store.usage_rows(source=source_cls.id),
+                snapshots=snapshots, cursor=store.get_cursor(source_cls.id),
+            )
+        finally:
+            store.close()
+
+
+@pytest.fixture
+def source_runner(tmp_path: Path) -> SourceRunner:
+    """A ``SourceRunner`` on a fresh temporary database, with the clock at ``FIXED_NOW``."""
+    return SourceRunner(tmp_path / "source-runner.db")
 
 
 @pytest.fixture

@@ -20,10 +20,9 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from tokenmeter import Cursor, Source, SourceContext, UsageRecord, Window
+from tokenmeter import Cursor, Source, UsageRecord, Window
 
 from .tail import LineLocator, expand_paths, ingest
 from .tsv import parse_timestamp
@@ -31,16 +30,26 @@ from .tsv import parse_timestamp
 __all__ = ["QwenCodeSource", "QwenCodeParser", "default_roots", "usage_to_tokens"]
 
 MARK = b'"usageMetadata"'
+# [^"] is enough inside JSON strings: a quote in a value is escaped, so a value with \" simply fails
+# to match and goes to json.loads; captured values containing a backslash go there too.
 _HEAD = re.compile(
-    rb'\{"uuid":"([^"\\]+)","parentUuid":(?:null|"[^"\\]*"),"sessionId":"([^"\\]*)",'
-    rb'"timestamp":"([^"\\]+)","type":"([a-z_]+)"'
+    rb'\{"uuid":"([^"]+)","parentUuid":(?:null|"[^"]*"),"sessionId":"([^"]*)",'
+    rb'"timestamp":"([^"]+)","type":"([a-z_]+)"'
 )
-_CWD = re.compile(rb',"cwd":"([^"\\]*)"')
-_TAIL = re.compile(
-    rb'\},"model":"([^"\\]*)","usageMetadata":(\{[^{}]*\})'
-    rb'(?:,"[A-Za-z_]+":(?:-?\d+(?:\.\d+)?|"[^"\\]*"|true|false|null))*\}[ \t\r]*'
+_HEAD_REST = re.compile(
+    rb'(?:,"subtype":"[^"]*")?(?:,"cwd":"([^"]*)")?(?:,"[A-Za-z_]+":(?:"[^"]*"|-?\d+|true|false|null))*'
+    rb',"message":'
 )
+_SCALARS = rb'(?:,"[A-Za-z_]+":(?:-?\d+(?:\.\d+)?|"[^"]*"|true|false|null))*\}[ \t\r]*'
+_TAIL_STD = re.compile(
+    rb'\},"model":"([^"]*)","usageMetadata":\{"promptTokenCount":(\d+),"candidatesTokenCount":(\d+)'
+    rb'(?:,"thoughtsTokenCount":(\d+))?,"totalTokenCount":(\d+),"cachedContentTokenCount":(\d+)\}' + _SCALARS
+)
+_TAIL = re.compile(rb'\},"model":"([^"]*)","usageMetadata":(\{[^{}]*\})' + _SCALARS)
 _NOT_CALLS = (b"user", b"system", b"tool_result")
+
+# (uuid, start, model, project, session, input, output, cache_read, reasoning, total, note)
+Row = tuple[Any, ...]
 
 
 def default_roots() -> list[str]:
@@ -60,66 +69,63 @@ def _count(um: dict[str, Any], name: str) -> int | None:
     return v
 
 
-def usage_to_tokens(um: dict[str, Any]) -> tuple[dict[str, int | None], str | None]:
-    """Map a ``usageMetadata`` dict to inclusive record fields, plus a note when a rule was guessed.
-
-    Raises ValueError when a count is not a non-negative integer.
-    """
-    p = _count(um, "promptTokenCount")
-    c = _count(um, "candidatesTokenCount")
-    t = _count(um, "thoughtsTokenCount")
-    k = _count(um, "cachedContentTokenCount")
-    total = _count(um, "totalTokenCount")
+def _tokens(p: int | None, c: int | None, t: int | None, k: int | None,
+            total: int | None) -> tuple[int | None, int | None, str | None]:
+    """-> (input_tokens, output_tokens, note); the rules are in the package docstring."""
     note = None
     inp = p
     if k is not None and p is not None and k > p:
         inp = p + k  # exclusive form: cached was reported beside the prompt, not inside it
         note = "cached>prompt: read as exclusive (input = prompt + cached)"
     out = c
-    if t is not None and t > 0:
+    if t:
         if c is None:
             out = t
         else:
             pp = p or 0
-            inside = total is not None and total in (pp + c, (inp or 0) + c)
-            extra = total is not None and total in (pp + c + t, (inp or 0) + c + t)
-            if inside and t <= c:
-                out = c
-            elif extra:
+            ii = inp or 0
+            if total is not None and (total == pp + c or total == ii + c) and t <= c:
+                pass  # thoughts inside candidates
+            elif total is not None and (total == pp + c + t or total == ii + c + t):
                 out = c + t
             elif t <= c:
                 note = "totalTokenCount fits neither rule: thoughts read as inside candidates"
             else:
                 out = c + t
                 note = "thoughts exceed candidates: read as extra"
-    return (
-        {
-            "input_tokens": inp,
-            "output_tokens": out,
-            "cache_read_tokens": k,
-            "reasoning_tokens": t,
-            "total_tokens": total,
-        },
-        note,
-    )
+    return inp, out, note
+
+
+def usage_to_tokens(um: dict[str, Any]) -> tuple[dict[str, int | None], str | None]:
+    """Map a ``usageMetadata`` dict to inclusive record fields, plus a note when a rule was guessed.
+
+    Raises ValueError when a count is not a non-negative integer.
+    """
+    p, c, t, k, total = (_count(um, n) for n in ("promptTokenCount", "candidatesTokenCount",
+                                                 "thoughtsTokenCount", "cachedContentTokenCount",
+                                                 "totalTokenCount"))
+    inp, out, note = _tokens(p, c, t, k, total)
+    return ({"input_tokens": inp, "output_tokens": out, "cache_read_tokens": k, "reasoning_tokens": t,
+             "total_tokens": total}, note)
 
 
 class QwenCodeParser:
-    """Parses one chat file. ``seen`` (hashes of uuids) is shared by all files of a run."""
+    """Parses one chat file into rows (runs in a worker process on big cold reads)."""
 
-    def __init__(self, ctx: SourceContext, path: str, locator: LineLocator, account: str,
-                 seen: set[int]) -> None:
-        self.ctx = ctx
-        self.locator = locator
-        self.account = account
-        self.seen = seen
+    def __init__(self, path: str, start: int, state: dict[str, Any] | None, opts: Any = None) -> None:
+        self.locator = LineLocator(path)
+        self.skips: list[tuple[str, str]] = []
         # fallback project when a line has no cwd: the sanitised project folder name
         self.project_dir = os.path.basename(os.path.dirname(os.path.dirname(path))) or None
 
     def state(self) -> dict[str, Any] | None:
         return None
 
-    def block(self, buf: bytes, end: int, base: int) -> Iterator[UsageRecord]:
+    def _skip(self, offset: int, reason: str) -> None:
+        self.skips.append((self.locator.where(offset), reason))
+
+    def block(self, buf: bytes, end: int, base: int) -> list[Row]:
+        rows: list[Row] = []
         find = buf.find
         nxt = find(MARK, 0, end)
         has_nul = find(b"\x00", 0, end) != -1
@@ -128,27 +134,25 @@ class QwenCodeParser:
             e = find(b"\n", p, end)
             if nxt != -1 and nxt < e:
                 if not has_nul or find(b"\x00", p, e) == -1:
-                    rec = self._usage_line(buf, p, e, base)
-                    if rec is not None:
-                        yield rec
+                    row = self._usage_line(buf, p, e, base)
+                    if row is not None:
+                        rows.append(row)
                 else:
-                    self.ctx.skip(self.locator.where(base + p), "NUL bytes")
+                    self._skip(base + p, "NUL bytes")
                 nxt = find(MARK, e, end)
-            elif e > p and (buf[p] != 123 or buf[e - 1] != 125 or
-                            (has_nul and find(b"\x00", p, e) != -1)):
-                self._check_other(buf[p:e], base + p)
+            elif e > p and (buf[p] != 123 or buf[e - 1] != 125 or (has_nul and find(b"\x00", p, e) != -1)):
+                self._check_other(buf[p:e], base + p)  # not "{...}": is it JSON at all?
             p = e + 1
+        return rows
 
-    def tail(self, data: bytes, base: int) -> Iterator[UsageRecord]:
+    def tail(self, data: bytes, base: int) -> list[Row]:
         # An unterminated last line is counted only if it is complete JSON; never skipped as bad.
         try:
             obj = json.loads(data)
         except (ValueError, UnicodeDecodeError):
-            return
-        if isinstance(obj, dict):
-            rec = self._from_obj(obj, base)
-            if rec is not None:
-                yield rec
+            return []
+        row = self._from_obj(obj, base) if isinstance(obj, dict) else None
+        return [row] if row is not None else []
 
     # -- internals ---------------------------------------------------------------------------
     def _check_other(self, line: bytes, offset: int) -> None:
@@ -156,101 +160,111 @@ class QwenCodeParser:
         if not s:
             return
         if b"\x00" in s:
-            self.ctx.skip(self.locator.where(offset), "NUL bytes")
+            self._skip(offset, "NUL bytes")
             return
         try:
-            json_obj = json.loads(s)
+            obj = json.loads(s)
         except UnicodeDecodeError:
-            self.ctx.skip(self.locator.where(offset), "not UTF-8")
+            self._skip(offset, "not UTF-8")
             return
         except ValueError:
-            self.ctx.skip(self.locator.where(offset), "corrupt JSON")
+            self._skip(offset, "corrupt JSON")
             return
-        if not isinstance(json_obj, dict):
-            self.ctx.skip(self.locator.where(offset), "not a JSON object")
+        if not isinstance(obj, dict):
+            self._skip(offset, "not a JSON object")
 
-    def _usage_line(self, buf: bytes, s: int, e: int, base: int) -> UsageRecord | None:
+    def _usage_line(self, buf: bytes, s: int, e: int, base: int) -> Row | None:
         m = _HEAD.match(buf, s, e)
         if m is not None:
             typ = m[4]
             if typ in _NOT_CALLS:
                 return None  # system lines (ui_telemetry …) are never API calls
             if typ == b"assistant":
-                mpos = buf.find(b',"message":', m.end(), e)
-                t = buf.rfind(b'},"model":"', mpos, e) if mpos != -1 else -1
-                tm = _TAIL.fullmatch(buf, t, e) if t != -1 else None
-                # the head must hold only scalars, and a second record start means two lines were
-                # glued together by a crash: let json.loads decide
-                if (tm is not None and buf.find(b"{", m.end(), mpos) == -1
-                        and buf.find(b'{"uuid":"', s + 1, e) == -1):
-                    try:
-                        uuid = m[1].decode()
-                        um = json.loads(tm[2])
-                        cm = _CWD.search(buf, m.end(), mpos)
-                        return self._record(uuid, m[2].decode(), m[3].decode(), tm[1].decode(),
-                                            cm[1].decode() if cm else None, um, base + s)
-                    except UnicodeDecodeError:
-                        self.ctx.skip(self.locator.where(base + s), "not UTF-8")
-                        return None
-                    except ValueError as err:
-                        self.ctx.skip(self.locator.where(base + s), str(err))
-                        return None
-        line = buf[s:e]
+                row = self._fast(buf, s, e, m, base)
+                if row is not None:
+                    return row or None  # False: bad line, already counted
         try:
-            obj = json.loads(line)
+            obj = json.loads(buf[s:e])
         except UnicodeDecodeError:
-            self.ctx.skip(self.locator.where(base + s), "not UTF-8")
+            self._skip(base + s, "not UTF-8")
             return None
         except ValueError:
-            self.ctx.skip(self.locator.where(base + s), "corrupt JSON")
+            self._skip(base + s, "corrupt JSON")
             return None
         if not isinstance(obj, dict):
-            self.ctx.skip(self.locator.where(base + s), "not a JSON object")
+            self._skip(base + s, "not a JSON object")
             return None
         return self._from_obj(obj, base + s)
 
-    def _from_obj(self, obj: dict[str, Any], offset: int) -> UsageRecord | None:
+    def _fast(self, buf: bytes, s: int, e: int, m: re.Match[bytes], base: int) -> Row | None | bool:
+        """The usual shape, without parsing the message; None = let json.loads decide."""
+        h = _HEAD_REST.match(buf, m.end(), e)
+        if h is None:
+            return None
+        mpos = h.end()
+        if buf.find(b"\\", s, mpos) != -1:
+            return None  # escapes in the short fields: json.loads unescapes them
+        t = buf.rfind(b'},"model":"', mpos, e)
+        if t == -1:
+            return None
+        # a second record start means a crash glued two lines together: json.loads will say so
+        if buf.find(b'{"uuid":"', mpos, t) != -1:
+            return None
+        tm = _TAIL_STD.fullmatch(buf, t, e)
+        try:
+            if tm is not None:
+                model = tm[1].decode()
+                p, c, k, total = int(tm[2]), int(tm[3]), int(tm[6]), int(tm[5])
+                th = tm[4]
+                t_ = int(th) if th is not None else None
+                inp, out, note = _tokens(p, c, t_, k, total)
+            else:
+                tm = _TAIL.fullmatch(buf, t, e)
+                if tm is None:
+                    return None
+                model = tm[1].decode()
+                um = json.loads(tm[2])
+                tokens, note = usage_to_tokens(um)
+                inp, out, k, t_, total = (tokens["input_tokens"], tokens["output_tokens"],
+                                          tokens["cache_read_tokens"], tokens["reasoning_tokens"],
+                                          tokens["total_tokens"])
+            ts = m[3].decode()
+            try:
+                start = parse_timestamp(ts)
+            except ValueError:
+                raise ValueError(f"bad timestamp {ts[:40]!r}") from None
+            cwd = h[1]
+            return (m[1].decode(), start, model or None, cwd.decode() if cwd else self.project_dir,
+                    m[2].decode() or None, inp, out, k, t_, total, note)
+        except UnicodeDecodeError:
+            self._skip(base + s, "not UTF-8")
+        except ValueError as err:
+            self._skip(base + s, str(err))
+        return False
+
+    def _from_obj(self, obj: dict[str, Any], offset: int) -> Row | None:
         um = obj.get("usageMetadata")
         if obj.get("type") != "assistant" or not isinstance(um, dict):
             return None
         uuid, session, ts, model, cwd = (obj.get(k) for k in ("uuid", "sessionId", "timestamp",
                                                               "model", "cwd"))
         if not isinstance(uuid, str) or not uuid or not isinstance(ts, str):
-            self.ctx.skip(self.locator.where(offset), "assistant line without uuid or timestamp")
+            self._skip(offset, "assistant line without uuid or timestamp")
             return None
         try:
-            return self._record(uuid, session if isinstance(session, str) else "", ts,
-                                model if isinstance(model, str) else "",
-                                cwd if isinstance(cwd, str) else None, um, offset)
+            tokens, note = usage_to_tokens(um)
+            try:
+                start = parse_timestamp(ts)
+            except ValueError:
+                raise ValueError(f"bad timestamp {ts[:40]!r}") from None
         except ValueError as err:
-            self.ctx.skip(self.locator.where(offset), str(err))
+            self._skip(offset, str(err))
             return None
-
-    def _record(self, uuid: str, session: str, ts: str, model: str, cwd: str | None,
-                um: Any, offset: int) -> UsageRecord | None:
-        h = hash(uuid)
-        if h in self.seen:
-            return None  # a /branch fork copies earlier lines verbatim: each API call counts once
-        if not isinstance(um, dict):
-            raise ValueError("usageMetadata is not an object")
-        tokens, note = usage_to_tokens(um)
-        try:
-            start: datetime = parse_timestamp(ts)
-        except ValueError:
-            raise ValueError(f"bad timestamp {ts[:40]!r}") from None
-        self.seen.add(h)
-        return UsageRecord(
-            key=uuid,
-            start=start,
-            provider="qwen",
-            model=model or None,
-            account=self.account,
-            project=cwd or self.project_dir,
-            session=session or None,
-            requests=1,
-            details={"note": note} if note else {},
-            **tokens,
-        )
+        return (uuid, start, model if isinstance(model, str) and model else None,
+                cwd if isinstance(cwd, str) and cwd else self.project_dir,
+                session if isinstance(session, str) and session else None,
+                tokens["input_tokens"], tokens["output_tokens"], tokens["cache_read_tokens"],
+                tokens["reasoning_tokens"], tokens["total_tokens"], note)
 
 
 class QwenCodeSource(Source):
@@ -280,9 +294,29 @@ class QwenCodeSource(Source):
 
     def fetch(self, window: Window, cursor: Any) -> Iterator[UsageRecord | Cursor]:
         account = self.ctx.machine_id
-        seen: set[int] = set()
+        seen: set[int] = set()  # hashes of uuids: bounded memory, forks deduplicated within a run
 
-        def make(path: str, start: int, state: dict[str, Any] | None, locator: LineLocator) -> QwenCodeParser:
-            return QwenCodeParser(self.ctx, path, locator, account, seen)
+        def to_record(row: Row) -> UsageRecord | None:
+            uuid, start, model, project, session, inp, out, cached, reasoning, total, note = row
+            h = hash(uuid)
+            if h in seen:
+                return None  # a /branch fork copies earlier lines verbatim: each API call counts once
+            seen.add(h)
+            return UsageRecord(
+                key=uuid,
+                start=start,
+                provider="qwen",
+                model=model,
+                account=account,
+                project=project,
+                session=session,
+                requests=1,
+                input_tokens=inp,
+                output_tokens=out,
+                cache_read_tokens=cached,
+                reasoning_tokens=reasoning,
+                total_tokens=total,
+                details={"note": note} if note else {},
+            )
 
-        yield from ingest(self.ctx, cursor, self._files(), make, window)
+        yield from ingest(self.ctx, cursor, self._files(), QwenCodeParser, None, to_record, window)

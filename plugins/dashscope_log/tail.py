@@ -181,9 +181,9 @@ def plan_files(
 # Events of one file: ("rows", rows, nbytes) | ("skips", [(where, reason)]) | ("entry", entry, final)
 
 
-def read_file(parser_cls: type[LineParser], opts: Any, plan: TailPlan, *, block_size: int = BLOCK_SIZE,
-              checkpoint_bytes: int = CHECKPOINT_BYTES) -> Iterator[tuple[Any, ...]]:
+def read_file(parser_cls: type[LineParser], opts: Any, plan: TailPlan) -> Iterator[tuple[Any, ...]]:
     """Read one file from ``plan.start``; yield rows, skips and cursor entries (checkpoints)."""
+    block_size, checkpoint_bytes = BLOCK_SIZE, CHECKPOINT_BYTES  # module globals: tests shrink them
     try:
         f = open(plan.path, "rb", buffering=0)
     except OSError:
@@ -284,7 +284,7 @@ def ingest(
     to_record: Callable[[Any], UsageRecord | None],
     window: Window,
     *,
-    parallel_min: int = PARALLEL_MIN,
+    parallel_min: int | None = None,
 ) -> Iterator[UsageRecord | Cursor]:
     """Read what is new in ``paths`` and yield records, with ``Cursor`` checkpoints.
 
@@ -305,7 +305,7 @@ def ingest(
         return Cursor({"v": CURSOR_VERSION, "files": dict(files)})
 
     workers = min((os.cpu_count() or 1) - 1, 3)
-    if todo >= parallel_min and workers >= 1 and len(plans) > 1:
+    if todo >= (PARALLEL_MIN if parallel_min is None else parallel_min) and workers >= 1 and len(plans) > 1:
         per_file: Iterator[tuple[str, Iterable[tuple[Any, ...]]]] = _events_parallel(
             parser_cls, opts, plans, workers)
     else:
@@ -327,7 +327,7 @@ def ingest(
                 for where, reason in ev[1]:
                     ctx.skip(where, reason)
             else:  # entry
-                entry, final = ev[1], ev[2]
+                entry = ev[1]
                 if full:
                     continue
                 if entry is None:

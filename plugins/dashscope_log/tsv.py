@@ -48,6 +48,14 @@ def parse_timestamp(text: str) -> datetime:
     return ts if ts.utcoffset() == UTC.utcoffset(None) else ts.astimezone(UTC)
 
 
+_NAMES = {c.encode() for c in COLUMNS}
+
+
+def _is_header(fields: list[bytes]) -> bool:
+    names = {f.strip().lower() for f in fields}
+    return b"timestamp" in names and b"model" in names and len(names & _NAMES) >= 4
+
+
 class TsvParser:
     """Parses one TSV file from ``start``; keeps duplicate counters and the column map as state."""
 
@@ -91,7 +99,7 @@ class TsvParser:
         if not line.strip():
             return None
         fields = line.split(b"\t")
-        if fields[0].strip().lower() == b"timestamp":
+        if not fields[0][:1].isdigit() and _is_header(fields):
             if offset == 0:
                 self._header(fields)
             else:

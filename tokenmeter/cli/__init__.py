@@ -25,16 +25,11 @@ INTERRUPTED = 130
 class RootGroup(click.Group):
     """Loads plugin commands on first use and maps errors to tokenmeter's exit codes."""
 
-    _plugin_commands_loaded = False
-
     def _load_plugin_commands(self) -> None:
-        if RootGroup._plugin_commands_loaded:
-            return
-        RootGroup._plugin_commands_loaded = True
-        from ..plugin_manager import load_plugins, pm
+        # once per plugin (and again after plugin_manager.reset()); a failing plugin is reported
+        from ..plugin_manager import load_commands
 
-        load_plugins()
-        pm.hook.register_commands(cli=self)
+        load_commands(self)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._load_plugin_commands()
@@ -114,10 +109,11 @@ def cli(ctx: click.Context, dashboard: bool, **kwargs: Any) -> None:
 def _register_builtin_commands() -> None:
     from .db import db_group
     from .fetch import fetch_cmd
-    from .misc import demo_cmd, plugins_cmd, prices_cmd, quota_cmd, reprice_cmd, sources_cmd
+    from .misc import demo_cmd, prices_cmd, quota_cmd, reprice_cmd, sources_cmd
+    from .plugin_install import plugins_group
     from .report import report_cmd
 
-    for command in (report_cmd, fetch_cmd, sources_cmd, plugins_cmd, quota_cmd, prices_cmd,
+    for command in (report_cmd, fetch_cmd, sources_cmd, plugins_group, quota_cmd, prices_cmd,
                     reprice_cmd, demo_cmd, db_group):
         cli.add_command(command)
     try:

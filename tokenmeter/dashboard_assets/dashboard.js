@@ -39,7 +39,7 @@
     if (a >= 1000) return compact(n);
     return String(parseFloat(n.toFixed(a >= 1 ? 2 : a >= 0.01 ? 3 : 5)));
   }
-  function pct(x) { return (x * 100).toFixed(x >= 0.1 ? 1 : 2) + '%'; }
+  function pct(x) { return x > 0 && x < 0.001 ? '<0.1%' : (x * 100).toFixed(1) + '%'; }
   function dayLabel(iso) {
     var p = String(iso).split('-');
     return p.length === 3 ? MONTHS[parseInt(p[1], 10) - 1] + ' ' + parseInt(p[2], 10) : String(iso);

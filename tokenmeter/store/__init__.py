@@ -89,7 +89,8 @@ def iso(dt: datetime | None) -> str | None:
 
 
 def now_iso() -> str:
-    return iso(datetime.now(UTC)) or ""
+    # fixed width (microseconds always written) so these strings sort in time order: merge compares them
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _dec(value: Decimal | None) -> str | None:
@@ -281,6 +282,12 @@ class Store:
             self.conn.execute("BEGIN IMMEDIATE")
             cols = ", ".join(f'"{c}"' for c in USAGE_COLUMNS)
             sets = ", ".join(f'"{c}" = excluded."{c}"' for c in USAGE_COLUMNS if c != "id")
+            # a row that the merge moves to another time leaves its old bucket: recompute that too
+            self.conn.execute(
+                "INSERT OR IGNORE INTO main.rollup_dirty SELECT DISTINCT m.start_ts - m.start_ts % 900 "
+                "FROM main.usage m JOIN other.usage o ON o.id = m.id AND o.start_ts != m.start_ts "
+                "AND o.content_hash IS NOT m.content_hash AND o.fetched_at > m.fetched_at"
+            )
             cur = self.conn.execute(
                 f"INSERT INTO main.usage ({cols}) SELECT {cols} FROM other.usage WHERE true "
                 f"ON CONFLICT(id) DO UPDATE SET {sets} "

@@ -1,0 +1,185 @@
+"""dashscope-log source: the DashScope TSV usage log (one line per call, logged USD)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import sys
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tokenmeter_plugins.dashscope_log import DashscopeLogSource
+
+from tokenmeter.testing import check_records, collect, fake_context
+
+ROOT = Path(__file__).resolve().parent.parent
+HEADER = "timestamp\tmodel\tprovider\tinput_tokens\toutput_tokens\tcost_usd"
+
+
+def _gen_logs() -> Any:
+    spec = importlib.util.spec_from_file_location("gen_logs", ROOT / "benchmarks" / "gen_logs.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["gen_logs"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def by_day_model_provider(records: list[Any]) -> list[dict[str, Any]]:
+    acc: dict[tuple[str, str, str], dict[str, Any]] = defaultdict(
+        lambda: {"requests": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": Decimal(0)})
+    for r in records:
+        a = acc[(r.start.date().isoformat(), r.model, r.provider)]
+        a["requests"] += r.requests
+        a["input_tokens"] += r.input_tokens
+        a["output_tokens"] += r.output_tokens
+        a["cost_usd"] += r.cost
+    return [{"date": d, "model": m, "provider": p, **v} for (d, m, p), v in sorted(acc.items())]
+
+
+def as_decimal(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**r, "cost_usd": Decimal(r["cost_usd"])} for r in rows]
+
+
+def tsv(path: Path, *rows: str, header: bool = True, final_newline: bool = True) -> Path:
+    lines = ([HEADER] if header else []) + list(rows)
+    path.write_text("\n".join(lines) + ("\n" if final_newline else ""))
+    return path
+
+
+ROW = "2026-03-02T10:00:00Z\tqwen-plus\tqwen-singapore\t100\t20\t0.000064"
+
+
+def test_sample_tsv_matches_expected(samples: Path, tmp_path: Path) -> None:
+    shutil.copy(samples / "dashscope" / "qwen-usage.tsv", tmp_path / "qwen-usage.tsv")
+    expected = json.loads((samples / "dashscope" / "qwen-usage.tsv.expected.json").read_text())
+    got = collect(DashscopeLogSource, {"paths": [str(tmp_path / "qwen-usage.tsv")]})
+    check_records(got.records)
+    assert by_day_model_provider(got.records) == as_decimal(expected["by_day_model_provider"])
+    assert len(got.records) == expected["totals"]["requests"]
+    assert sum(r.cost for r in got.records) == Decimal(expected["totals"]["cost_usd"])
+    assert got.ctx.skip_examples == [f"{tmp_path}/qwen-usage.tsv:32: repeated header line"]
+    r = got.records[0]
+    assert (r.key, r.provider, r.model, r.account, r.requests, r.input_tokens, r.output_tokens) == (
+        "2026-02-02T11:04:22Z:eb6cf3a5e03f5472:0", "qwen-beijing", "qwen-flash", "test-machine", 1, 782, 40)
+    assert (r.cost, r.currency, r.cost_kind, r.total_tokens) == (Decimal("0.000028"), "USD", "logged", None)
+    # no final newline: the last row is counted, but the offset stops before it
+    again = collect(DashscopeLogSource, {"paths": [str(tmp_path / "qwen-usage.tsv")]}, cursor=got.cursor)
+    assert again.records == []  # unchanged file: not even opened
+
+
+def test_generated_tsv(tmp_path: Path) -> None:
+    expected = _gen_logs().gen_tsv(tmp_path / "u.tsv", 3000, seed=5, days=3)
+    got = collect(DashscopeLogSource, {"paths": [str(tmp_path / "u.tsv")]})
+    check_records(got.records)
+    assert by_day_model_provider(got.records) == as_decimal(expected["by_day_model_provider"])
+
+
+def test_identical_lines_are_two_calls_with_stable_keys(tmp_path: Path) -> None:
+    p = tsv(tmp_path / "a.tsv", ROW, ROW, ROW.replace("0.000064", "0.000065"), ROW)
+    got = collect(DashscopeLogSource, {"paths": [str(p)]})
+    check_records(got.records)
+    keys = [r.key for r in got.records]
+    assert len(set(keys)) == 4
+    assert keys[0].endswith(":0") and keys[1].endswith(":1")
+    # a rotated copy (another name, another inode) gives the very same keys
+    shutil.copy(p, tmp_path / "a.tsv.1")
+    copy = collect(DashscopeLogSource, {"paths": [str(tmp_path / "a.tsv.1")]})
+    assert [r.key for r in copy.records] == keys
+    assert [r.cost for r in copy.records] == [r.cost for r in got.records]
+
+
+def test_bad_rows_are_skipped_with_positions(tmp_path: Path) -> None:
+    p = tmp_path / "b.tsv"
+    p.write_bytes(b"\n".join([
+        HEADER.encode(),
+        ROW.encode(),
+        b"2026-03-02T10:00:01Z\tqwen-plus\tqwen-singapore\t100",  # short
+        b"2026-03-02T10:00:02Z\tqwen-plus\tqwen-singapore\tmany\t20\t0.1",  # non-numeric
+        b"2026-03-02T10:00:03Z\tqwen-\xff\tqwen-singapore\t1\t2\t0.1",  # not UTF-8
+        b"yesterday\tqwen-plus\tqwen-singapore\t1\t2\t0.1",
+        b"2026-03-02T10:00:04Z\tqwen-plus\tqwen-singapore\t1\t2\tNaN",
+        b"",
+        HEADER.encode(),
+        b"2026-03-02T10:00:05Z\tqwen-plus\tqwen-singapore\t-1\t2\t0.1",
+        b"2026-03-02T10:00:06\tqwen-plus\t\t5\t6\t",  # naive time = UTC, no provider, no cost
+    ]) + b"\n")
+    got = collect(DashscopeLogSource, {"paths": [str(p)]})
+    check_records(got.records)
+    assert [(r.input_tokens, r.provider, r.cost) for r in got.records] == [
+        (100, "qwen-singapore", Decimal("0.000064")), (5, "qwen", None)]
+    assert got.records[1].start.isoformat() == "2026-03-02T10:00:06+00:00"
+    assert got.records[1].cost_kind is None and got.records[1].currency is None
+    assert got.ctx.skipped == 7
+    assert [e.split(": ", 1)[0].rsplit(":", 1)[1] for e in got.ctx.skip_examples] == ["3", "4", "5", "6", "7"]
+    assert got.ctx.skip_examples[0].endswith("b.tsv:3: short row (4 fields, expected 6)")
+    assert got.ctx.skip_examples[2].endswith("b.tsv:5: not UTF-8")
+
+
+def test_header_column_order_is_honoured(tmp_path: Path) -> None:
+    p = tmp_path / "c.tsv"
+    p.write_text("model\ttimestamp\tcost_usd\tprovider\toutput_tokens\tinput_tokens\textra\n"
+                 "qwen-max\t2026-03-02T10:00:00Z\t0.5\tqwen-virginia\t7\t9\tx\n")
+    got = collect(DashscopeLogSource, {"paths": [str(p)]})
+    assert [(r.model, r.provider, r.input_tokens, r.output_tokens, r.cost) for r in got.records] == [
+        ("qwen-max", "qwen-virginia", 9, 7, Decimal("0.5"))]
+    with open(p, "a") as f:  # the column map survives in the cursor for the next run
+        f.write("qwen-max\t2026-03-02T11:00:00Z\t0.25\tqwen-virginia\t3\t4\tx\n")
+    more = collect(DashscopeLogSource, {"paths": [str(p)]}, cursor=got.cursor)
+    assert [(r.input_tokens, r.output_tokens, r.cost) for r in more.records] == [(4, 3, Decimal("0.25"))]
+
+
+def test_growing_unterminated_last_line_keeps_its_key(tmp_path: Path) -> None:
+    p = tsv(tmp_path / "d.tsv", ROW, "2026-03-02T10:00:09Z\tqwen-plus\tqwen-singapore\t100\t20\t0.0000",
+            final_newline=False)
+    first = collect(DashscopeLogSource, {"paths": [str(p)]})
+    assert [r.cost for r in first.records] == [Decimal("0.000064"), Decimal("0.0000")]
+    with open(p, "a") as f:
+        f.write("64\n")  # the writer finishes the cost and the newline
+    second = collect(DashscopeLogSource, {"paths": [str(p)]}, cursor=first.cursor)
+    assert [(r.key, r.cost) for r in second.records] == [(first.records[1].key, Decimal("0.000064"))]
+    # the counters were not advanced by the early reading: an identical line now is a new call
+    with open(p, "a") as f:
+        f.write("2026-03-02T10:00:09Z\tqwen-plus\tqwen-singapore\t100\t20\t0.000064\n")
+    third = collect(DashscopeLogSource, {"paths": [str(p)]}, cursor=second.cursor)
+    assert [r.key for r in third.records] == [first.records[1].key[:-1] + "1"]
+    # an unterminated half row is neither counted nor reported as bad yet
+    with open(p, "a") as f:
+        f.write("2026-03-02T10:00:10Z\tqwen-pl")
+    fourth = collect(DashscopeLogSource, {"paths": [str(p)]}, cursor=third.cursor)
+    assert fourth.records == [] and fourth.ctx.skipped == 0
+
+
+def test_paths_globs_home_and_compressed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = Path(os.environ["HOME"])
+    logs = home / "logs"
+    logs.mkdir()
+    tsv(logs / "qwen-usage.tsv", ROW)
+    tsv(logs / "qwen-usage.tsv.1", ROW.replace("10:00:00", "09:00:00"))
+    (logs / "qwen-usage.tsv.2.gz").write_bytes(b"\x1f\x8b")
+    got = collect(DashscopeLogSource, {"paths": ["~/logs/qwen-usage.tsv*"]})
+    assert sorted(r.start.hour for r in got.records) == [9, 10]
+    assert got.ctx.warnings == [f"dashscope-log: ignoring 1 compressed file(s), e.g. {logs}/qwen-usage.tsv.2.gz"]
+
+
+def test_available(tmp_path: Path) -> None:
+    src = DashscopeLogSource(DashscopeLogSource.Settings(), fake_context("dashscope-log"))
+    assert src.settings.paths == ["/opt/ai-orchestrator/var/logs/qwen-usage.tsv"]
+    assert src.available() == "no log files at /opt/ai-orchestrator/var/logs/qwen-usage.tsv"
+    tsv(tmp_path / "x.tsv", ROW)
+    ok = DashscopeLogSource(DashscopeLogSource.Settings(paths=[str(tmp_path / "*.tsv")]), fake_context())
+    assert ok.available() is None
+
+
+def test_demo_data_reads_to_its_expected_totals() -> None:
+    data = ROOT / "tokenmeter" / "demo" / "data"
+    expected = json.loads((data / "expected.json").read_text())["dashscope-log"]
+    got = collect(DashscopeLogSource, {"paths": [str(data / "qwen-usage.tsv")]})
+    check_records(got.records)
+    assert got.ctx.skipped == 0
+    assert by_day_model_provider(got.records) == as_decimal(expected["by_day_model_provider"])

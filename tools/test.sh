@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The one test command (README "Test"): installs what the tests need, then lint + tests.
+# Uses the active virtual environment, else creates ./.venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -z "${VIRTUAL_ENV:-}" ]; then
+  [ -d .venv ] || python3 -m venv .venv
+  # shellcheck disable=SC1091
+  . .venv/bin/activate
+fi
+
+python -m pip install --quiet --upgrade pip
+python -m pip install --quiet -e '.[test]'
+
+# The dashboard browser test needs Debian's chromium; install it when we can (root + apt).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+      || echo "tools/test.sh: could not install chromium; the browser test will be skipped" >&2
+  else
+    echo "tools/test.sh: chromium not found; the browser test will be skipped" >&2
+  fi
+fi
+
+ruff check .
+python -m pytest -q "$@"
