@@ -29,15 +29,17 @@ def _setuptools_builds_wheels() -> bool:
     return (major, minor) >= (70, 1) or importlib.util.find_spec("wheel") is not None
 
 
-def install_project(project: Path, target: Path) -> str:
+def install_project(project: Path, target: Path, *, editable: bool = False) -> str:
     """Install ``project`` into ``target`` with no network; returns how ("pip" or "manual").
 
     With a wheel-capable setuptools this is ``pip install --no-deps --no-build-isolation --no-index
     --target``. Otherwise (a venv with an old setuptools and no ``wheel``) the dist-info is written
     the way pip would write it, from the ``[project]`` table: name, version, entry points, modules.
+    ``editable=True`` writes only the dist-info, like ``pip install -e``: put ``project`` itself on
+    the path too, and edits to its code take effect without reinstalling.
     """
     target.mkdir(parents=True, exist_ok=True)
-    if _setuptools_builds_wheels():
+    if _setuptools_builds_wheels() and not editable:
         subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
              "--no-index", "--target", str(target), str(project)],
@@ -55,19 +57,21 @@ def install_project(project: Path, target: Path) -> str:
         lines.append(f"[{group}]")
         lines += [f"{k} = {v}" for k, v in eps.items()]
     (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    (info / "INSTALLER").write_text("tokenmeter-tests\n")
+    if editable:
+        return "manual"
     setup = meta.get("tool", {}).get("setuptools", {})
     for module in setup.get("py-modules", []):
         shutil.copy(project / f"{module}.py", target / f"{module}.py")
     for package in setup.get("packages", []):
         src = project / package.replace(".", "/")
         shutil.copytree(src, target / package.replace(".", "/"), dirs_exist_ok=True)
-    (info / "INSTALLER").write_text("tokenmeter-tests\n")
     return "manual"
 
 
 def copy_project(project: Path, dest: Path) -> Path:
     """Copy a project (so building it never leaves build/ or egg-info in the repository)."""
-    shutil.copytree(project, dest, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    shutil.copytree(project, dest, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".*_cache"))
     return dest
 
 

@@ -32,13 +32,12 @@ def broken(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pyproject.read_text()
         .replace('name = "tokenmeter-csv-spend"', 'name = "tokenmeter-csv-spend-broken"')
         .replace('csv-spend = "tokenmeter_csv_spend"', 'csv-spend-broken = "tokenmeter_csv_spend_broken"')
-        .replace('py-modules = ["tokenmeter_csv_spend"]', 'py-modules = ["tokenmeter_csv_spend_broken"]')
+        .replace('packages = ["tokenmeter_csv_spend"]', 'packages = ["tokenmeter_csv_spend_broken"]')
         .replace('version = "0.1.0"', 'version = "0.0.1"')
     )
-    module = src / "tokenmeter_csv_spend.py"
-    module.rename(src / "tokenmeter_csv_spend_broken.py")
-    module = src / "tokenmeter_csv_spend_broken.py"
-    module.write_text("raise ImportError('this copy is broken on purpose')\n" + module.read_text())
+    package = (src / "tokenmeter_csv_spend").rename(src / "tokenmeter_csv_spend_broken")
+    init = package / "__init__.py"
+    init.write_text("raise ImportError('this copy is broken on purpose')\n" + init.read_text())
     install_project(src, base / "site")
     return base / "site"
 
@@ -57,7 +56,7 @@ def test_listed_with_its_version(installed):
         "hooks": ["register_sources"],
         "distribution": "tokenmeter-csv-spend",
         "entry_point": "csv-spend",
-        "sources": ["csv-spend"],
+        "sources": ["acme-credits", "csv-spend"],
     }
 
 
@@ -96,7 +95,7 @@ def test_broken_copy_is_reported_and_the_cli_keeps_working(installed, broken):
     }
     assert "plugin tokenmeter-csv-spend-broken skipped: ImportError" in result.stderr
     # the good copy and the built-ins are still there, and other commands still run
-    assert found["tokenmeter-csv-spend"]["sources"] == ["csv-spend"]
+    assert found["tokenmeter-csv-spend"]["sources"] == ["acme-credits", "csv-spend"]
     assert {"openrouter", "huawei-maas", "qwencloud", "dashscope-log"} <= set(found)
     report = run_tokenmeter(["report", "--all", "--json", "--offline"], [installed, broken])
     assert report.returncode == 0 and json.loads(report.stdout)["rows"] == []
@@ -109,4 +108,4 @@ def test_example_plugins_own_tests_pass(installed):
         env=subprocess_env([installed]), capture_output=True, text=True, timeout=120, cwd=EXAMPLE,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 passed" in result.stdout
+    assert "7 passed" in result.stdout

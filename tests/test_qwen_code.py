@@ -259,7 +259,9 @@ def test_project_falls_back_to_folder_and_escapes_are_decoded(tmp_path: Path) ->
 
 def test_bad_lines_are_skipped_and_counted_with_positions(tmp_path: Path) -> None:
     good = line("g", usage=U(10, 1))
-    glued = line("p", usage=None)[:80] + line("x", usage=U(999, 9))  # a crash glued two lines
+    # a crash (disk full, power loss) left partial lines that the next write continued
+    glued = line("p", usage=None)[:80] + line("x", usage=U(999, 9))
+    glued2 = line("q", typ="user")[:120] + line("y", usage=U(7, 7))
     bad_model = line("m", usage=U(10, 1)).replace("qwen3-coder-plus", "qwen\udcff", 1)
     chats = write_tree(tmp_path / "q", {"s1.jsonl": b""})
     data = b"\n".join([
@@ -272,15 +274,16 @@ def test_bad_lines_are_skipped_and_counted_with_positions(tmp_path: Path) -> Non
         line("ts", usage=U(10, 1), ts="yesterday").encode(),
         b"",
         line("g2", usage=U(20, 2)).encode(),
+        glued2.encode(),
     ]) + b"\n"
     (chats / "s1.jsonl").write_bytes(data)
     got = collect(QwenCodeSource, {"roots": [str(tmp_path / "q")]})
-    assert [r.key for r in got.records] == ["g", "g2"]
+    assert [r.key for r in got.records] == ["g", "x", "g2", "y"]  # glued records are recovered
     where = str(chats / "s1.jsonl")
-    assert got.ctx.skipped == 6
+    assert got.ctx.skipped == 7
     assert got.ctx.skip_examples == [
         f"{where}:2: corrupt JSON",
-        f"{where}:3: corrupt JSON",
+        f"{where}:3: corrupt JSON (partial line glued to the next record)",
         f"{where}:4: not UTF-8",
         f"{where}:5: NUL bytes",
         f"{where}:6: bad promptTokenCount -5",

@@ -30,7 +30,7 @@ __all__ = ["Config", "build_settings", "config_path", "data_dir", "db_path", "lo
 APP = "tokenmeter"
 TOP_LEVEL = {"tokenmeter", "sources", "budgets", "alerts", "prices"}
 TOKENMETER_KEYS = {"database", "timezone", "refresh_after"}
-_SECRETISH = re.compile(r"(api_?key|secret|password|token|access_?key|^ak$|^sk$)", re.I)
+_SECRETISH = re.compile(r"(^|_)(api_?key|key|secret|password|token|access_?key|secret_?key|ak|sk)$", re.I)
 
 
 def _home() -> Path | None:
@@ -150,8 +150,8 @@ def load_config(explicit: str | None = None) -> Config:
     path = config_path(explicit)
     if not path.exists():
         if explicit or os.environ.get("TOKENMETER_CONFIG"):
-            if explicit:
-                raise ConfigError(f"config file {path} does not exist; create it from config.example.toml")
+            where = "--config" if explicit else "TOKENMETER_CONFIG"
+            raise ConfigError(f"{where}: config file {path} does not exist; create it from config.example.toml")
         return Config(path=None)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))

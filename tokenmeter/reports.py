@@ -135,7 +135,9 @@ def _ledger_cover(store: Store, lo: int, hi: int) -> tuple[str, list[Any], list[
         "SELECT DISTINCT provider, "
         "CASE WHEN end_ts > start_ts THEN start_ts ELSE start_ts - start_ts % 86400 END, "
         "CASE WHEN end_ts > start_ts THEN end_ts ELSE start_ts - start_ts % 86400 + 86400 END "
-        "FROM usage WHERE kind = 'ledger' AND start_ts >= ? AND start_ts < ? AND end_ts - start_ts <= ?",
+        # few ledger rows among millions of log rows: the planner cannot know, so name the index
+        "FROM usage INDEXED BY idx_usage_kind "
+        "WHERE kind = 'ledger' AND start_ts >= ? AND start_ts < ? AND end_ts - start_ts <= ?",
         (lo - LEDGER_MAX_SPAN, hi, LEDGER_MAX_SPAN),
     ):
         if b > lo:

@@ -241,5 +241,5 @@ def tokenmeter_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home.mkdir()
     monkeypatch.setenv("TOKENMETER_HOME", str(home))
     monkeypatch.setenv("TOKENMETER_DB", str(home / "tokenmeter.db"))
-    monkeypatch.setenv("TOKENMETER_CONFIG", str(home / "config.toml"))
+    monkeypatch.delenv("TOKENMETER_CONFIG", raising=False)  # TOKENMETER_HOME/config.toml, if written
     return home

@@ -5,12 +5,14 @@ session = ``sessionId``. Token rules are in the package docstring (``usage_to_to
 
 Speed: most bytes are message text. Lines are found with ``bytes.find`` (memchr) and only lines
 containing ``"usageMetadata"`` are looked at closely. For those the fast path matches the short
-top-level fields at the start of the line (uuid, parentUuid, sessionId, timestamp, type) and at
-the end (model, usageMetadata, trailing scalars) with anchored byte regexes, and ``json.loads``
-only the small usageMetadata object. Anything that does not fit that exact shape goes to
-``json.loads`` of the whole line; a line that fails both is counted as skipped. Other lines only
-get a structural check (starts with ``{``, ends with ``}``, no NUL bytes); those that fail it are
-given to ``json.loads`` and counted if it fails.
+top-level fields at the start of the line (uuid, parentUuid, sessionId, timestamp, type, cwd) and
+at the end (model, usageMetadata, trailing scalars) with anchored byte regexes; the message in
+between is not parsed. Anything that does not fit that exact shape goes to ``json.loads`` of the
+whole line; a line that fails both is counted as skipped (a partial line glued to the next record
+by a crash is counted and the record after it recovered). Other lines only get a structural check
+(starts with ``{``, ends with ``}``, no NUL bytes); those that fail it go to ``json.loads`` and are
+counted if it fails. Non-UTF-8 bytes are detected in the fields a record uses (and in any line
+``json.loads`` sees), not inside message text the fast path skips over.
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ _HEAD = re.compile(
     rb'\{"uuid":"([^"]+)","parentUuid":(?:null|"[^"]*"),"sessionId":"([^"]*)",'
     rb'"timestamp":"([^"]+)","type":"([a-z_]+)"'
 )
-_HEAD_REST = re.compile(
-    rb'(?:,"subtype":"[^"]*")?(?:,"cwd":"([^"]*)")?(?:,"[A-Za-z_]+":(?:"[^"]*"|-?\d+|true|false|null))*'
-    rb',"message":'
+# the same, through to the message: one regex call on the common path
+_HEAD_FULL = re.compile(
+    rb'\{"uuid":"([^"]+)","parentUuid":(?:null|"[^"]*"),"sessionId":"([^"]*)",'
+    rb'"timestamp":"([^"]+)","type":"assistant"(?:,"subtype":"[^"]*")?(?:,"cwd":"([^"]*)")?'
+    rb'(?:,"[A-Za-z_]+":(?:"[^"]*"|-?\d+|true|false|null))*,"message":'
 )
 _SCALARS = rb'(?:,"[A-Za-z_]+":(?:-?\d+(?:\.\d+)?|"[^"]*"|true|false|null))*\}[ \t\r]*'
 _TAIL_STD = re.compile(
@@ -174,21 +178,28 @@ class QwenCodeParser:
             self._skip(offset, "not a JSON object")
 
     def _usage_line(self, buf: bytes, s: int, e: int, base: int) -> Row | None:
-        m = _HEAD.match(buf, s, e)
+        m = _HEAD_FULL.match(buf, s, e)
         if m is not None:
-            typ = m[4]
-            if typ in _NOT_CALLS:
-                return None  # system lines (ui_telemetry …) are never API calls
-            if typ == b"assistant":
-                row = self._fast(buf, s, e, m, base)
-                if row is not None:
-                    return row or None  # False: bad line, already counted
+            row = self._fast(buf, s, e, m, base)
+            if row is not None:
+                return row or None  # False: bad line, already counted
+        else:
+            m = _HEAD.match(buf, s, e)
+            if m is not None and m[4] in _NOT_CALLS:
+                # never an API call (system ui_telemetry …), unless a partial line was glued to a
+                # complete one by a crash: then json.loads below fails and the record is recovered
+                if buf.find(b'{"uuid":"', s + 1, e) == -1:
+                    return None
         try:
             obj = json.loads(buf[s:e])
         except UnicodeDecodeError:
             self._skip(base + s, "not UTF-8")
             return None
         except ValueError:
+            k = buf.rfind(b'{"uuid":"', s + 1, e)
+            if k != -1:  # a partial line (crash, disk full) followed by a complete record
+                self._skip(base + s, "corrupt JSON (partial line glued to the next record)")
+                return self._usage_line(buf, k, e, base)
             self._skip(base + s, "corrupt JSON")
             return None
         if not isinstance(obj, dict):
@@ -198,24 +209,20 @@ class QwenCodeParser:
 
     def _fast(self, buf: bytes, s: int, e: int, m: re.Match[bytes], base: int) -> Row | None | bool:
         """The usual shape, without parsing the message; None = let json.loads decide."""
-        h = _HEAD_REST.match(buf, m.end(), e)
-        if h is None:
-            return None
-        mpos = h.end()
+        mpos = m.end()
         if buf.find(b"\\", s, mpos) != -1:
             return None  # escapes in the short fields: json.loads unescapes them
         t = buf.rfind(b'},"model":"', mpos, e)
         if t == -1:
             return None
-        # a second record start means a crash glued two lines together: json.loads will say so
-        if buf.find(b'{"uuid":"', mpos, t) != -1:
-            return None
+        # Not checked here, for speed: whether the message between head and tail is itself valid.
+        # (A partial assistant line glued to a complete one would count as one call, once.)
         tm = _TAIL_STD.fullmatch(buf, t, e)
         try:
             if tm is not None:
-                model = tm[1].decode()
-                p, c, k, total = int(tm[2]), int(tm[3]), int(tm[6]), int(tm[5])
-                th = tm[4]
+                model_b, p_b, c_b, th, total_b, k_b = tm.group(1, 2, 3, 4, 5, 6)
+                model = model_b.decode()
+                p, c, k, total = int(p_b), int(c_b), int(k_b), int(total_b)
                 t_ = int(th) if th is not None else None
                 inp, out, note = _tokens(p, c, t_, k, total)
             else:
@@ -228,14 +235,14 @@ class QwenCodeParser:
                 inp, out, k, t_, total = (tokens["input_tokens"], tokens["output_tokens"],
                                           tokens["cache_read_tokens"], tokens["reasoning_tokens"],
                                           tokens["total_tokens"])
-            ts = m[3].decode()
+            uuid, session, ts_b, cwd = m.group(1, 2, 3, 4)
+            ts = ts_b.decode()
             try:
                 start = parse_timestamp(ts)
             except ValueError:
                 raise ValueError(f"bad timestamp {ts[:40]!r}") from None
-            cwd = h[1]
-            return (m[1].decode(), start, model or None, cwd.decode() if cwd else self.project_dir,
-                    m[2].decode() or None, inp, out, k, t_, total, note)
+            return (uuid.decode(), start, model or None, cwd.decode() if cwd else self.project_dir,
+                    session.decode() or None, inp, out, k, t_, total, note)
         except UnicodeDecodeError:
             self._skip(base + s, "not UTF-8")
         except ValueError as err:

@@ -36,8 +36,8 @@ HEAD_BYTES = 1024
 BLOCK_SIZE = 4 << 20
 # A checkpoint commits records + cursor; commit often enough that a kill loses little work but not
 # so often that serialising a big cursor dominates.
-CHECKPOINT_BYTES = 64 << 20
-CHECKPOINT_RECORDS = 50_000
+CHECKPOINT_BYTES = 256 << 20
+CHECKPOINT_RECORDS = 100_000
 
 
 class LineLocator:
@@ -273,6 +273,7 @@ def _events_parallel(parser_cls: type[LineParser], opts: Any, plans: list[TailPl
 
 PARALLEL_MIN = 256 << 20  # below this, starting worker processes costs more than it saves
 PARALLEL_BATCH = 32 << 20
+WORKERS: int | None = None  # default: one per CPU beyond the first, at most 3
 
 
 def ingest(
@@ -304,7 +305,7 @@ def ingest(
     def checkpoint() -> Cursor:
         return Cursor({"v": CURSOR_VERSION, "files": dict(files)})
 
-    workers = min((os.cpu_count() or 1) - 1, 3)
+    workers = WORKERS if WORKERS is not None else min((os.cpu_count() or 1) - 1, 3)
     if todo >= (PARALLEL_MIN if parallel_min is None else parallel_min) and workers >= 1 and len(plans) > 1:
         per_file: Iterator[tuple[str, Iterable[tuple[Any, ...]]]] = _events_parallel(
             parser_cls, opts, plans, workers)

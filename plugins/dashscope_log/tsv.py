@@ -36,24 +36,23 @@ Row = tuple[str, datetime, str, "str | None", int, int, "Decimal | None"]
 COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zip")
 
 
-class _Bad(Exception):
-    pass
-
-
 def parse_timestamp(text: str) -> datetime:
     """ISO-8601 (``Z`` or an offset; a naive time is taken as UTC) -> aware UTC datetime."""
     ts = datetime.fromisoformat(text)
-    if ts.tzinfo is None:
+    tz = ts.tzinfo
+    if tz is UTC:  # "Z": the common case
+        return ts
+    if tz is None:
         return ts.replace(tzinfo=UTC)
-    return ts if ts.utcoffset() == UTC.utcoffset(None) else ts.astimezone(UTC)
+    return ts.astimezone(UTC)
 
 
-_NAMES = {c.encode() for c in COLUMNS}
+_DEFAULT = list(range(len(COLUMNS)))
 
 
-def _is_header(fields: list[bytes]) -> bool:
+def _is_header(fields: list[str]) -> bool:
     names = {f.strip().lower() for f in fields}
-    return b"timestamp" in names and b"model" in names and len(names & _NAMES) >= 4
+    return names.issuperset(COLUMNS)
 
 
 class TsvParser:
@@ -63,12 +62,13 @@ class TsvParser:
         self.locator = LineLocator(path)
         self.skips: list[tuple[str, str]] = []
         state = state or {}
-        self.cols: list[int] = list(state.get("cols") or range(6))
+        cols = state.get("cols")
+        self.cols: list[int] = cols if cols and cols != _DEFAULT else _DEFAULT
         self.counts: dict[str, int] = {h: n for h, n in state.get("n", [])}
 
     def state(self) -> dict[str, Any] | None:
         out: dict[str, Any] = {}
-        if self.cols != list(range(6)):
+        if self.cols is not _DEFAULT:
             out["cols"] = self.cols
         if self.counts:
             out["n"] = [[h, n] for h, n in self.counts.items()]
@@ -95,60 +95,70 @@ class TsvParser:
             self.skips.append((self.locator.where(offset), reason))
 
     def _line(self, line: bytes, offset: int, *, final: bool) -> Row | None:
-        line = line.rstrip(b"\r")
-        if not line.strip():
+        if line[-1:] == b"\r":
+            line = line[:-1]
+        try:
+            text = line.decode()
+        except UnicodeDecodeError:
+            self._skip(offset, "not UTF-8", final)
             return None
-        fields = line.split(b"\t")
-        if not fields[0][:1].isdigit() and _is_header(fields):
-            if offset == 0:
-                self._header(fields)
-            else:
-                self._skip(offset, "repeated header line", final)
-            return None
+        fields = text.split("\t")
+        if not fields[0][:1].isdigit():
+            if not text.strip():
+                return None
+            if _is_header(fields):
+                if offset == 0:
+                    self._header(fields)
+                else:
+                    self._skip(offset, "repeated header line", final)
+                return None
         cols = self.cols
-        if len(fields) <= max(cols):
+        if cols is _DEFAULT and len(fields) >= 6:
+            ts_s, model, provider, in_s, out_s, cost_s = fields[:6]
+        elif len(fields) > max(cols):
+            ts_s, model, provider, in_s, out_s, cost_s = (fields[i] for i in cols)
+        else:
             self._skip(offset, f"short row ({len(fields)} fields, expected {len(COLUMNS)})", final)
             return None
         try:
-            ts_b, model_b, prov_b, in_b, out_b, cost_b = (fields[i] for i in cols)
-            try:
-                ts_s, model, provider, cost_s = (ts_b.decode(), model_b.decode().strip(),
-                                                 prov_b.decode().strip(), cost_b.decode().strip())
-            except UnicodeDecodeError:
-                raise _Bad("not UTF-8") from None
-            try:
-                start = parse_timestamp(ts_s.strip())
-            except ValueError:
-                raise _Bad(f"bad timestamp {ts_s[:40]!r}") from None
-            try:
-                in_tok, out_tok = int(in_b), int(out_b)
-            except ValueError:
-                raise _Bad("non-numeric token count") from None
-            if in_tok < 0 or out_tok < 0:
-                raise _Bad("negative token count")
-            cost: Decimal | None = None
-            if cost_s:
-                try:
-                    cost = Decimal(cost_s)
-                except InvalidOperation:
-                    raise _Bad("non-numeric cost_usd") from None
-                if not cost.is_finite():
-                    raise _Bad("non-numeric cost_usd")
-        except _Bad as e:
-            self._skip(offset, str(e), final)
+            start = parse_timestamp(ts_s.strip())
+        except ValueError:
+            self._skip(offset, f"bad timestamp {ts_s[:40]!r}", final)
             return None
-        digest = hashlib.sha1(b"\t".join((ts_b, model_b, prov_b, in_b, out_b))).hexdigest()[:16]
+        try:
+            in_tok, out_tok = int(in_s), int(out_s)
+        except ValueError:
+            self._skip(offset, "non-numeric token count", final)
+            return None
+        if in_tok < 0 or out_tok < 0:
+            self._skip(offset, "negative token count", final)
+            return None
+        cost: Decimal | None = None
+        if cost_s and not cost_s.isspace():
+            try:
+                cost = Decimal(cost_s)
+            except InvalidOperation:
+                cost = None
+            if cost is None or not cost.is_finite():
+                self._skip(offset, "non-numeric cost_usd", final)
+                return None
+        if cols is _DEFAULT and len(fields) == 6:
+            prefix = line[:line.rfind(b"\t")]  # the raw bytes of the first five fields
+        else:
+            prefix = "\t".join((ts_s, model, provider, in_s, out_s)).encode()
+        digest = hashlib.sha1(prefix).hexdigest()[:16]
         counts = self.counts
         n = counts.pop(digest, 0)
         counts[digest] = n + 1  # re-inserted: most recent last, so eviction drops the oldest
         if len(counts) > MAX_COUNTS:
             del counts[next(iter(counts))]
-        return (f"{ts_s.strip()}:{digest}:{n}", start, provider or "qwen", model or None, in_tok, out_tok, cost)
+        return (f"{ts_s.strip()}:{digest}:{n}", start, provider.strip() or "qwen", model.strip() or None,
+                in_tok, out_tok, cost)
 
-    def _header(self, fields: list[bytes]) -> None:
-        names = [f.strip().decode("utf-8", "replace").lower() for f in fields]
-        if all(c in names for c in COLUMNS):
-            self.cols = [names.index(c) for c in COLUMNS]
+    def _header(self, fields: list[str]) -> None:
+        names = [f.strip().lower() for f in fields]
+        cols = [names.index(c) for c in COLUMNS]
+        self.cols = _DEFAULT if cols == _DEFAULT else cols
 
 
 class DashscopeLogSource(Source):

@@ -88,6 +88,10 @@ def fetch_cmd(sources: tuple[str, ...], date_from: str | None, date_to: str | No
     """
     env = get_env()
     installed = get_sources()
+    for sid in env.config.sources:
+        if sid not in installed:
+            click.echo(f"tokenmeter: warning: [sources.{sid}] in the config matches no installed source "
+                       f"(installed: {', '.join(installed) or 'none'})", err=True)
     window = _window(env, date_from, date_to) if (date_from or date_to) else None
     progress = _TTYProgress() if sys.stderr.isatty() and fmt == "table" else None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import webbrowser
 from pathlib import Path
+
 import click
 
 from ..budgets import exit_code, format_amount

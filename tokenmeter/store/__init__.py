@@ -119,7 +119,8 @@ class Store:
         if path != ":memory:":
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
         try:
-            conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+            # uri=True lets merge ATTACH another file read-only; plain paths work as before
+            conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False, uri=True)
             conn.execute("PRAGMA busy_timeout = 30000")
             if path != ":memory:":
                 conn.execute("PRAGMA journal_mode = WAL")
@@ -272,12 +273,20 @@ class Store:
             raise StoreError(f"cannot merge {other}: no such file")
         if other.resolve() == Path(self.path).resolve():
             raise StoreError("cannot merge a database into itself")
-        with Store.open(other, migrate=False) as o:
-            pending = o.pending_migrations()
-            if "m001_initial" in pending:
-                raise StoreError(f"{other} is not a tokenmeter database")
+        try:  # read-only: merging must not change the other file (not even its journal mode)
+            ro = sqlite3.connect(f"{other.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                tables = {r[0] for r in ro.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            finally:
+                ro.close()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot merge {other}: {exc}") from None
+        if not {"usage", "quota_snapshots"} <= tables or "usage_rollup" not in tables:
+            raise StoreError(
+                f"{other} is not a tokenmeter database of this version; run `tokenmeter db migrate --db {other}`"
+            )
         before = self.conn.total_changes
-        self.conn.execute("ATTACH DATABASE ? AS other", (str(other),))
+        self.conn.execute("ATTACH DATABASE ? AS other", (f"{other.resolve().as_uri()}?mode=ro",))
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             cols = ", ".join(f'"{c}"' for c in USAGE_COLUMNS)

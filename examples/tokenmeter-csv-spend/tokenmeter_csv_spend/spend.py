@@ -1,8 +1,8 @@
-"""tokenmeter plugin: a provider's daily spend export, as a CSV file.
+"""Acme's daily spend export: a CSV file with a header row.
 
-The file has a header row. Required columns: date (YYYY-MM-DD), model, cost, currency.
-Optional columns: requests, input_tokens, output_tokens, total_tokens. An empty cell
-means "not reported".
+Required columns: date (YYYY-MM-DD), model, cost, currency.
+Optional columns: requests, input_tokens, output_tokens, total_tokens.
+An empty cell means "not reported".
 """
 
 import csv
@@ -13,14 +13,14 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from tokenmeter import ConfigError, Cursor, Source, SourceDataError, UsageRecord, hookimpl
+from tokenmeter import ConfigError, Cursor, Source, SourceDataError, UsageRecord
 
 REQUIRED = ("date", "model", "cost", "currency")
 COUNTS = ("requests", "input_tokens", "output_tokens", "total_tokens")
 
 
 class CsvSpendSource(Source):
-    """Daily spend per model from a CSV export of a provider's billing page."""
+    """Daily spend per model, from a CSV export of Acme's billing page."""
 
     id = "csv-spend"
     provider = "acme"
@@ -42,9 +42,7 @@ class CsvSpendSource(Source):
         try:
             data = path.read_bytes()
         except OSError as exc:
-            raise SourceDataError(
-                f"cannot read {path} ({exc.strerror}); set path in [sources.{self.id}]"
-            ) from None
+            raise SourceDataError(f"cannot read {path} ({exc.strerror}); set path in [sources.{self.id}]") from None
         digest = hashlib.sha256(data).hexdigest()
         if cursor.get("sha256") == digest and window.start is None:
             return  # unchanged since the last run: nothing to do
@@ -78,6 +76,7 @@ class CsvSpendSource(Source):
         day = datetime.strptime(row["date"].strip(), "%Y-%m-%d").date()
         start = datetime.combine(day, time(0), zone)
         model = row["model"].strip() or None
+        currency = row["currency"].strip().upper()
         try:
             cost = Decimal(row["cost"].strip())
         except InvalidOperation:
@@ -87,19 +86,14 @@ class CsvSpendSource(Source):
             text = (row.get(name) or "").strip()
             counts[name] = int(text) if text else None  # empty: not reported, never 0
         return UsageRecord(
-            key=f"{day}/{model}/{row['currency'].strip()}",  # stable: a re-fetch replaces the row
+            key=f"{day}/{model}/{currency}",  # stable: fetching the same day again replaces the row
             start=start,
             end=start + timedelta(days=1),
             provider=self.settings.provider,
             model=model,
             account=account,
             cost=cost,
-            currency=row["currency"].strip().upper(),
+            currency=currency,
             cost_kind="billed",
             **counts,
         )
-
-
-@hookimpl
-def register_sources(register):
-    register(CsvSpendSource)

@@ -1,0 +1,109 @@
+"""The docs cover what exists: every hook, record field, CLI command; every command and option has help."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import re
+from pathlib import Path
+from types import ModuleType
+
+import click
+import pytest
+
+from tokenmeter import QuotaSnapshot, UsageRecord
+from tokenmeter.plugin_manager import get_sources, pm
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+
+
+def load_tool(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+gen_cli_docs = load_tool("gen_cli_docs")
+
+
+def headings(path: Path) -> set[str]:
+    return {line[3:].strip() for line in path.read_text().splitlines() if line.startswith("## ")}
+
+
+def section(path: Path, title: str) -> str:
+    """The text of the `## title` section of a Markdown file."""
+    text = path.read_text()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start: end if end != -1 else None]
+
+
+@pytest.fixture(scope="module")
+def commands() -> list[tuple[str, click.Command, str]]:
+    with gen_cli_docs.builtin_plugins_only():
+        return gen_cli_docs.commands()
+
+
+def test_every_hook_is_documented():
+    """datasette style: a `## name(arg, ...)` heading per hook, with its exact arguments."""
+    documented = headings(DOCS / "plugins" / "hooks.md")
+    for name, caller in vars(pm.hook).items():
+        signature = f"{name}({', '.join(caller.spec.argnames)})"
+        assert signature in documented, f"docs/plugins/hooks.md has no '## {signature}' section"
+
+
+@pytest.mark.parametrize("cls", [UsageRecord, QuotaSnapshot])
+def test_every_record_field_is_documented(cls):
+    text = section(DOCS / "plugins" / "records.md", cls.__name__)
+    for f in dataclasses.fields(cls):
+        assert f"| `{f.name}` |" in text, f"docs/plugins/records.md, {cls.__name__}: no table row for {f.name}"
+
+
+def test_every_command_is_in_the_cli_reference(commands):
+    documented = headings(DOCS / "cli.md")
+    names = [name for name, _, _ in commands]
+    assert {"tokenmeter", "tokenmeter report", "tokenmeter plugins install"} <= set(names)
+    for name in names:
+        assert name in documented, f"docs/cli.md has no '## {name}': run python tools/gen_cli_docs.py"
+
+
+def test_cli_reference_is_current():
+    assert (DOCS / "cli.md").read_text() == gen_cli_docs.render(), (
+        "docs/cli.md is out of date: run python tools/gen_cli_docs.py")
+
+
+def test_every_command_and_option_has_help(commands):
+    missing = []
+    for name, cmd, _ in commands:
+        if not (cmd.help or cmd.short_help or "").strip():
+            missing.append(name)
+        for param in cmd.params:
+            if isinstance(param, click.Option) and not param.hidden and not (param.help or "").strip():
+                missing.append(f"{name} {param.opts[0]}")
+    assert missing == [], f"no help text: {missing}"
+
+
+def test_every_source_setting_has_help():
+    missing = [f"[sources.{sid}] {f.name}" for sid, cls in get_sources().items()
+               for f in dataclasses.fields(cls.Settings) if not f.metadata.get("help")]
+    assert missing == []
+
+
+def test_links_between_docs_resolve():
+    broken = []
+    for page in DOCS.rglob("*.md"):
+        for target in re.findall(r"\]\(([^)#\s]+\.md)(?:#[^)]*)?\)", page.read_text()):
+            if not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert broken == []
+
+
+def test_checks_catch_gaps(tmp_path):
+    """The checks above fail on a missing heading or row (guards against a vacuous regex)."""
+    page = tmp_path / "hooks.md"
+    page.write_text("# Hooks\n\n## register_sources(register)\n\ntext\n")
+    assert "register_commands(cli)" not in headings(page)
+    assert "| `key` |" not in section(DOCS / "plugins" / "records.md", "QuotaSnapshot")

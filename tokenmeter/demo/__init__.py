@@ -1,0 +1,1 @@
+"""Sample logs for `tokenmeter demo` (synthetic, in the real formats)."""
