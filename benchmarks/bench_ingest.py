@@ -5,9 +5,9 @@ peak RSS. Each phase runs in a fresh process so its peak RSS is its own.
     python benchmarks/bench_ingest.py --lines 200000 --dir /tmp/tm-bench --tsv-lines 1000000
 
 The tree is generated once per (lines, seed) under --dir and its page cache warmed before timing.
-``ingest()`` below is the one place that talks to tokenmeter: today a STUB that streams the source
-without a database (records are built and validated, then dropped); switch it to the real host
-(store + fetch runner) when that lands.
+``ingest()`` below is the one place that talks to tokenmeter: by default the real host (store,
+pricing, cursor: what ``tokenmeter fetch`` does); ``--no-db`` runs the source alone (records are
+built and validated, then dropped) to separate parsing from database cost.
 """
 
 from __future__ import annotations
@@ -26,14 +26,12 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 
 
-def ingest(db_path: str, roots: list[str], *, source: str = "qwen-code") -> dict[str, Any]:
-    """Ingest ``roots`` into ``db_path``; return {"records", "input_tokens", "skipped"}.
+def ingest(db_path: str, roots: list[str], *, source: str = "qwen-code", host: bool = True) -> dict[str, Any]:
+    """Ingest ``roots`` into ``db_path``; return {"records", "skipped"} (records seen this run).
 
-    STUB (no database yet): the source runs exactly as under the host, but records are counted and
-    dropped instead of written, and the cursor is kept in ``<db_path>.cursor.json``. To measure the
-    real thing replace the body with the host's fetch runner, e.g.::
-
-        store = Store.open(db_path); run_one(store, QwenCodeSource, {"roots": roots}, ctx=...)
+    ``host=True``: through the real host (``tokenmeter.fetch.run_one`` with the store and the
+    pricer, as ``tokenmeter fetch`` does). ``host=False``: the source alone, no database: records
+    are built and validated, then dropped; the cursor is kept in ``<db_path>.cursor.json``.
     """
     from tokenmeter_plugins.dashscope_log import DashscopeLogSource, QwenCodeSource
 
@@ -41,27 +39,38 @@ def ingest(db_path: str, roots: list[str], *, source: str = "qwen-code") -> dict
     from tokenmeter.testing import fake_context
 
     cls: Any = QwenCodeSource if source == "qwen-code" else DashscopeLogSource
-    settings = cls.Settings(roots=roots) if source == "qwen-code" else cls.Settings(paths=roots)
+    table = {"roots": roots} if source == "qwen-code" else {"paths": roots}
+    ctx = fake_context(cls.id)
+    if host:
+        from tokenmeter.fetch import make_pricer, run_one
+        from tokenmeter.store import Store
+
+        store = Store.open(db_path)
+        try:
+            res = run_one(store, cls, table, ctx=ctx, pricer=make_pricer(None))
+        finally:
+            store.close()
+        if res.status != "ok":
+            raise SystemExit(f"ingest failed: {res.message}")
+        return {"records": res.new + res.updated + res.unchanged, "skipped": res.skipped_lines}
     cursor_file = Path(db_path + ".cursor.json")
     cursor = json.loads(cursor_file.read_text()) if cursor_file.exists() else {}
-    ctx = fake_context(cls.id)
-    records = tokens = 0
+    records = 0
     state = None
-    for item in cls(settings, ctx).fetch(Window(None, ctx.now()), cursor):
+    for item in cls(cls.Settings(**table), ctx).fetch(Window(None, ctx.now()), cursor):
         if isinstance(item, UsageRecord):
             records += 1
-            tokens += item.input_tokens or 0
         elif isinstance(item, Cursor):
             state = json.dumps(item.state)  # what the host would commit at the checkpoint
     if state is not None:
         cursor_file.write_text(state)
-    return {"records": records, "input_tokens": tokens, "skipped": ctx.skipped}
+    return {"records": records, "skipped": ctx.skipped}
 
 
 def _phase(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     c0 = resource.getrusage(resource.RUSAGE_SELF)
-    out = ingest(args.db, args.roots, source=args.source)
+    out = ingest(args.db, args.roots, source=args.source, host=not args.no_db)
     c1 = resource.getrusage(resource.RUSAGE_SELF)
     ch = resource.getrusage(resource.RUSAGE_CHILDREN)
     out.update(
@@ -74,8 +83,10 @@ def _phase(args: argparse.Namespace) -> None:
     print(json.dumps(out))
 
 
-def _run_phase(db: str, roots: list[str], source: str) -> dict[str, Any]:
+def _run_phase(db: str, roots: list[str], source: str, no_db: bool = False) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--phase", "--db", db, "--source", source, "--roots", *roots]
+    if no_db:
+        cmd.append("--no-db")
     res = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -116,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--dir", default="/tmp/tokenmeter-bench")
     ap.add_argument("--tsv-lines", type=int, default=0, help="also benchmark a TSV log of this many rows")
+    ap.add_argument("--no-db", action="store_true", help="run the sources alone, without the host and database")
     ap.add_argument("--phase", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--db", help=argparse.SUPPRESS)
     ap.add_argument("--source", default="qwen-code", help=argparse.SUPPRESS)
@@ -142,17 +154,18 @@ def main(argv: list[str] | None = None) -> int:
     db = str(base / "bench.db")
     for p in Path(base).glob("bench.db*"):
         p.unlink()
+    print("mode:", "sources only, no database (--no-db)" if args.no_db else "real host: store + pricing")
     print(f"Qwen Code tree: {expected['stats']['lines']} lines, {size / 1e9:.2f} GB, "
           f"{expected['stats']['files']} files, {expected['totals']['requests']} API calls "
           f"(cpus: {os.cpu_count()}, load avg {os.getloadavg()[0]:.1f})")
-    cold = _run_phase(db, [str(work)], "qwen-code")
+    cold = _run_phase(db, [str(work)], "qwen-code", args.no_db)
     assert cold["records"] == expected["totals"]["requests"], (cold, expected["totals"])
     print(_line("cold ingest", cold))
-    warm = _run_phase(db, [str(work)], "qwen-code")
+    warm = _run_phase(db, [str(work)], "qwen-code", args.no_db)
     print(_line("warm, nothing new", warm))
     new_calls = _append_one_percent(work, args.lines, args.seed)
     _warm_cache(work)
-    inc = _run_phase(db, [str(work)], "qwen-code")
+    inc = _run_phase(db, [str(work)], "qwen-code", args.no_db)
     assert inc["records"] == new_calls, (inc, new_calls)
     print(_line("incremental +1 %", inc))
     shutil.rmtree(work)
@@ -167,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         for p in Path(base).glob("bench-tsv.db*"):
             p.unlink()
         print(f"TSV log: {args.tsv_lines} rows, {tsv.stat().st_size / 1e6:.0f} MB")
-        print(_line("tsv cold ingest", _run_phase(tdb, [str(tsv)], "tsv")))
-        print(_line("tsv warm", _run_phase(tdb, [str(tsv)], "tsv")))
+        print(_line("tsv cold ingest", _run_phase(tdb, [str(tsv)], "tsv", args.no_db)))
+        print(_line("tsv warm", _run_phase(tdb, [str(tsv)], "tsv", args.no_db)))
     return 0
 
 

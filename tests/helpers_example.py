@@ -6,6 +6,7 @@ Entry points are found through ``*.dist-info`` folders on ``sys.path``, so a pro
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
 import shutil
@@ -21,11 +22,11 @@ EXAMPLE = ROOT / "examples" / "tokenmeter-csv-spend"
 
 def _setuptools_builds_wheels() -> bool:
     """setuptools >= 70.1 builds wheels by itself; older ones need the ``wheel`` package."""
-    try:
-        import setuptools
-    except ImportError:
+    try:  # not `import setuptools`: its distutils hack misbehaves once other tests imported distutils
+        version = importlib.metadata.version("setuptools")
+    except importlib.metadata.PackageNotFoundError:
         return False
-    major, minor = (int(x) for x in setuptools.__version__.split(".")[:2])
+    major, minor = (int(x) for x in version.split(".")[:2])
     return (major, minor) >= (70, 1) or importlib.util.find_spec("wheel") is not None
 
 

@@ -66,7 +66,7 @@ def test_sample_tsv_matches_expected(samples: Path, tmp_path: Path) -> None:
     assert got.ctx.skip_examples == [f"{tmp_path}/qwen-usage.tsv:32: repeated header line"]
     r = got.records[0]
     assert (r.key, r.provider, r.model, r.account, r.requests, r.input_tokens, r.output_tokens) == (
-        "2026-02-02T11:04:22Z:eb6cf3a5e03f5472:0", "qwen-beijing", "qwen-flash", "test-machine", 1, 782, 40)
+        "2026-02-02T11:04:22Z:9a508562:0", "qwen-beijing", "qwen-flash", "test-machine", 1, 782, 40)
     assert (r.cost, r.currency, r.cost_kind, r.total_tokens) == (Decimal("0.000028"), "USD", "logged", None)
     # no final newline: the last row is counted, but the offset stops before it
     again = collect(DashscopeLogSource, {"paths": [str(tmp_path / "qwen-usage.tsv")]}, cursor=got.cursor)

@@ -232,3 +232,57 @@ def test_collect_cursor_is_json(tmp_path: Path) -> None:
     entry = got.cursor["files"][str(p)]
     assert set(entry) == {"dev", "ino", "size", "mtime", "offset", "hlen", "head", "state"}
     assert got.cursor["v"] == 1
+
+
+def _sums(rows: list[dict[str, Any]]) -> dict[str, int]:
+    return {f: sum(r[f] or 0 for r in rows) for f in ("requests", "input_tokens", "output_tokens",
+                                                        "cache_read_tokens", "reasoning_tokens")}
+
+
+def test_real_host_twice_gives_identical_totals(samples: Path, tmp_path: Path) -> None:
+    from tokenmeter.testing import run_source
+
+    shutil.copytree(samples / "qwen-code" / "home", tmp_path / "home")
+    shutil.copy(samples / "dashscope" / "qwen-usage.tsv", tmp_path / "u.tsv")
+    expected = json.loads((samples / "qwen-code" / "expected.json").read_text())["totals"]
+    db = tmp_path / "t.db"
+    for _ in range(2):
+        rows = run_source(QwenCodeSource, {"roots": [str(tmp_path / "home" / ".qwen")]}, db_path=db)
+        assert _sums(rows) == {"requests": expected["requests"], "input_tokens": expected["prompt"],
+                               "output_tokens": expected["candidates"], "cache_read_tokens": expected["cached"],
+                               "reasoning_tokens": expected["thoughts"]}
+        tsv_rows = run_source(DashscopeLogSource, {"paths": [str(tmp_path / "u.tsv")]}, db_path=db)
+        assert len(tsv_rows) == 60 and sum(r["input_tokens"] for r in tsv_rows) == 121427
+
+
+def test_real_host_after_a_kill_gives_identical_totals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tokenmeter.fetch import run_one
+    from tokenmeter.store import Store
+
+    for i in range(4):
+        write(tmp_path / f"u{i}.tsv", [row(j, tokens=i + 1) for j in range(40)])
+    settings = {"paths": [str(tmp_path / "*.tsv")]}
+    monkeypatch.setattr(tail, "CHECKPOINT_RECORDS", 50)
+
+    class Killed(KeyboardInterrupt):
+        pass
+
+    class Dying(DashscopeLogSource):
+        def fetch(self, window: Window, cursor: Any) -> Any:
+            for n, item in enumerate(super().fetch(window, cursor)):
+                if n == 90:  # after the first checkpoint (at 50 records) and before the next
+                    raise Killed
+                yield item
+
+    store = Store.open(tmp_path / "k.db")
+    try:
+        with pytest.raises(Killed):
+            run_one(store, Dying, settings, ctx=fake_context("dashscope-log"))
+        assert 0 < len(store.usage_rows(source="dashscope-log")) < 160
+        run_one(store, DashscopeLogSource, settings, ctx=fake_context("dashscope-log"))
+        run_one(store, DashscopeLogSource, settings, ctx=fake_context("dashscope-log"))
+        rows = store.usage_rows(source="dashscope-log")
+    finally:
+        store.close()
+    assert len(rows) == 160
+    assert sum(r["input_tokens"] for r in rows) == 40 * (1 + 2 + 3 + 4)

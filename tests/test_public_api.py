@@ -15,7 +15,7 @@ EXAMPLE_FILES = sorted((ROOT / "examples").rglob("*.py"))
 
 
 def exported_names() -> set[str]:
-    """Names tokenmeter/__init__.py defines or imports from its own modules (typing helpers aside)."""
+    """Names tokenmeter/__init__.py defines, imports from its own modules or serves lazily (typing aside)."""
     tree = ast.parse(Path(tokenmeter.__file__).read_text())
     names: set[str] = set()
     for node in tree.body:  # top level only: `if TYPE_CHECKING:` imports are not exports
@@ -25,6 +25,7 @@ def exported_names() -> set[str]:
             names.add(node.name)
         elif isinstance(node, ast.Assign):
             names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    names.update(getattr(tokenmeter, "_LAZY", ()))  # names served lazily by the module's __getattr__
     return {n for n in names if not n.startswith("_") or n == "__version__"} - {"__all__"}
 
 

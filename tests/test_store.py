@@ -372,3 +372,11 @@ def test_reader_not_blocked_by_open_write(tmp_path):
     with Store.open(path) as reader:
         assert sorted(r["key"] for r in reader.usage_rows()) == ["committed", "pending"]
     writer.close()
+
+
+def test_schema_migration_count_matches():
+    """Store.open skips sqlite-utils when SCHEMA_MIGRATIONS are applied: keep the count in step."""
+    from tokenmeter.store import SCHEMA_MIGRATIONS
+    from tokenmeter.store.migrations import migrations
+
+    assert SCHEMA_MIGRATIONS == len(migrations._migrations)

@@ -22,7 +22,6 @@ from .errors import (
     TokenmeterError,
 )
 from .hookspecs import hookimpl
-from .http import parse_retry_after, raise_for_status, send
 from .records import Cursor, QuotaSnapshot, UsageRecord
 from .sources import Progress, Source, SourceContext, Window
 
@@ -58,6 +57,17 @@ __all__ = [
     "raise_for_status",
     "send",
 ]
+
+
+_LAZY = {"parse_retry_after", "raise_for_status", "send"}  # from .http: keeps httpx off the startup path
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from . import http
+
+        return getattr(http, name)
+    raise AttributeError(f"module 'tokenmeter' has no attribute {name!r}")
 
 
 def open(db: Any = None, *, config: Any = None) -> Tokenmeter:  # noqa: A001 - the documented API name

@@ -2,11 +2,12 @@
 
 Keys. Each line is one call, so two identical lines are two calls, yet re-reading the file (after
 truncation, replacement, or as a rotated copy) must produce the same keys. The key is
-``"{timestamp}:{h}:{n}"`` where ``h`` hashes the first five fields (timestamp, model, provider,
-input and output tokens) and ``n`` counts earlier lines *of the same file* with the same hash. The
-count is a pure function of the file's content, so any re-read from byte 0 reproduces it. Identical
-lines share a timestamp, so they are close together in a time-ordered log: only the last
-``MAX_COUNTS`` hashes are remembered (in the cursor, in order), which keeps the state bounded.
+``"{timestamp}:{h}:{n}"`` where ``h`` is a CRC-32 of the first five fields (timestamp, model,
+provider, input and output tokens) and ``n`` counts earlier lines *of the same file* with the same
+hash. The count is a pure function of the file's content, so any re-read from byte 0 reproduces it.
+(A hash collision only bumps ``n``: keys stay distinct, nothing is lost.) Identical lines share a
+timestamp, so they are close together in a time-ordered log: only the last ``MAX_COUNTS`` hashes
+are remembered (in the cursor, in order), which keeps the state bounded.
 
 The cost is left out of the hash on purpose: a last line without its newline is read (the sample
 logs end that way) but may still be growing, and only its last field can be cut while the row
@@ -15,7 +16,7 @@ still has six fields; the completed line then gets the same key and replaces the
 
 from __future__ import annotations
 
-import hashlib
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -57,6 +58,8 @@ def _is_header(fields: list[str]) -> bool:
 
 class TsvParser:
     """Parses one TSV file from ``start``; keeps duplicate counters and the column map as state."""
+
+    block_size = 1 << 20  # ~15k rows per block
 
     def __init__(self, path: str, start: int, state: dict[str, Any] | None, opts: Any = None) -> None:
         self.locator = LineLocator(path)
@@ -146,7 +149,7 @@ class TsvParser:
             prefix = line[:line.rfind(b"\t")]  # the raw bytes of the first five fields
         else:
             prefix = "\t".join((ts_s, model, provider, in_s, out_s)).encode()
-        digest = hashlib.sha1(prefix).hexdigest()[:16]
+        digest = f"{zlib.crc32(prefix):08x}"
         counts = self.counts
         n = counts.pop(digest, 0)
         counts[digest] = n + 1  # re-inserted: most recent last, so eviction drops the oldest

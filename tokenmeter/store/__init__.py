@@ -17,15 +17,15 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from ..errors import StoreError
 from ..records import QuotaSnapshot, UsageRecord
-from .migrations import migrations
 
 __all__ = ["NANO", "Store", "WriteSession", "from_nanos", "row_id", "to_nanos"]
 
 NANO = Decimal(10) ** 9
+# how many migrations tokenmeter has; when all are applied, opening skips importing sqlite-utils
+# (tests/test_store.py checks this matches store/migrations.py)
+SCHEMA_MIGRATIONS = 3
 BATCH = 2000
 
 USAGE_COLUMNS = (
@@ -111,7 +111,16 @@ class Store:
     def __init__(self, conn: sqlite3.Connection, path: str) -> None:
         self.conn = conn
         self.path = path
-        self.db = sqlite_utils.Database(conn)
+        self._db: Any = None
+
+    @property
+    def db(self) -> Any:
+        """The connection as a ``sqlite_utils.Database``."""
+        if self._db is None:
+            import sqlite_utils
+
+            self._db = sqlite_utils.Database(self.conn)
+        return self._db
 
     @classmethod
     def open(cls, path: str | Path, *, migrate: bool = True) -> Store:
@@ -126,7 +135,9 @@ class Store:
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             store = cls(conn, path)
-            if migrate:
+            if migrate and not store._up_to_date():
+                from .migrations import migrations
+
                 migrations.apply(store.db)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open database {path}: {exc}") from exc
@@ -141,8 +152,19 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _up_to_date(self) -> bool:
+        try:
+            (n,) = self.conn.execute(
+                "SELECT COUNT(*) FROM _sqlite_migrations WHERE migration_set = 'tokenmeter'"
+            ).fetchone()
+        except sqlite3.OperationalError:
+            return False
+        return n == SCHEMA_MIGRATIONS
+
     # -- state -----------------------------------------------------------------------------
     def pending_migrations(self) -> list[str]:
+        from .migrations import migrations
+
         return [m.name for m in migrations.pending(self.db)]
 
     def get_cursor(self, source: str) -> dict[str, Any]:
@@ -165,7 +187,10 @@ class Store:
         )
 
     def log_run(self, **values: Any) -> None:
-        self.db["fetch_runs"].insert(values)
+        cols = ", ".join(f'"{c}"' for c in values)
+        self.conn.execute(
+            f"INSERT INTO fetch_runs ({cols}) VALUES ({', '.join('?' * len(values))})", list(values.values())
+        )
 
     def last_runs(self) -> dict[str, dict[str, Any]]:
         cur = self.conn.execute(
