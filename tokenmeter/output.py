@@ -38,7 +38,7 @@ def dumps(value: Any) -> str:
     return json.dumps(to_jsonable(value), indent=2, ensure_ascii=False)
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, Decimal):
@@ -56,7 +56,7 @@ def render_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, delimi
     writer = csv.writer(buf, delimiter=delimiter, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([_plain(row.get(c)) for c in columns])
+        writer.writerow([plain_value(row.get(c)) for c in columns])
     return buf.getvalue()
 
 
@@ -102,7 +102,7 @@ def render_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, tabl
             elif isinstance(v, int) and not isinstance(v, bool):
                 line.append(fmt_int(v))
             elif isinstance(v, Decimal):
-                line.append(_plain(v))
+                line.append(plain_value(v))
             elif v is None:
                 line.append("–" if c in HEADERS else "")
             else:

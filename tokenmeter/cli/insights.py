@@ -9,7 +9,7 @@ import click
 
 from ..budgets import exit_code, format_amount
 from ..insights import budget_statuses, dashboard_data, forecast_data, load_channels, notify
-from ..output import dumps
+from ..output import plain_value, dumps
 from ..periods import resolve_period
 from ..reports import Filters, reconcile_report
 from .common import common_options, emit, format_options, get_env
@@ -46,7 +46,7 @@ def budget_cmd(do_notify: bool, dry_run: bool, quiet: bool, tz: str | None, fmt:
     code = exit_code(statuses)
     if quiet:
         for s in statuses:
-            click.echo(f"{s.used}\t{s.remaining}\t{s.percent}")
+            click.echo("\t".join([plain_value(s.used), plain_value(s.remaining), str(s.percent)]))
     elif fmt == "json":
         click.echo(dumps({"budgets": [s.to_dict() for s in statuses], "level": ["ok", "warning", "critical"][code],
                           **({"alerts": deliveries} if (do_notify or dry_run) else {})}))

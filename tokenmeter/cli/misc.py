@@ -1,8 +1,7 @@
-"""Smaller commands: plugins, sources, quota, prices, reprice, demo."""
+"""Smaller commands: sources, quota, prices, reprice, demo (`plugins` is in plugin_install.py)."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from datetime import UTC, date
@@ -17,17 +16,10 @@ from ..errors import ConfigError
 from ..fetch import make_pricer, run_fetch
 from ..output import dumps
 from ..periods import Period
-from ..plugin_manager import get_plugins, get_sources
+from ..plugin_manager import get_sources
 from ..reports import rows_for_output, usage_report
 from ..store import Store
 from .common import common_options, emit, format_options, get_env
-
-
-@click.command(name="plugins")
-@common_options
-def plugins_cmd() -> None:
-    """Installed plugins as JSON: name, version, hooks, sources, load errors."""
-    click.echo(json.dumps(get_plugins(), indent=2))
 
 
 @click.command(name="sources")
