@@ -9,7 +9,7 @@ import click
 
 from ..budgets import exit_code, format_amount
 from ..insights import budget_statuses, dashboard_data, forecast_data, load_channels, notify
-from ..output import plain_value, dumps
+from ..output import dumps, plain_value
 from ..periods import resolve_period
 from ..reports import Filters, reconcile_report
 from .common import common_options, emit, format_options, get_env
