@@ -292,7 +292,9 @@ def test_fresh_database_schema(store):
     assert "_sqlite_migrations" in tables
     assert store.pending_migrations() == []
     indexes = {i.name: i for i in store.db["usage"].indexes}
-    assert {"idx_usage_provider", "idx_usage_model"} <= set(indexes)
+    assert {"idx_usage_id", "idx_usage_start", "idx_usage_kind"} == set(indexes)
+    assert {t.name for t in store.db.triggers} == {"usage_rollup_insert", "usage_rollup_update",
+                                                  "usage_rollup_delete"}
     # the row id is unique (upserts and merges rely on it)
     assert any(i.unique and i.columns == ["id"] for i in indexes.values()) or store.db["usage"].pks == ["id"]
     usage_types = {c.name: c.type for c in store.db["usage"].columns}

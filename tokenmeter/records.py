@@ -103,21 +103,24 @@ class UsageRecord:
         if self.end < self.start:
             raise InvalidRecord("end", "must not be before start")
         for name in ("model", "account", "project", "session"):
-            _check_optional_str(name, getattr(self, name))
+            value = getattr(self, name)
+            if value is not None and (type(value) is not str or not value):
+                _check_optional_str(name, value)
+        # fast path first: a large log ingest validates hundreds of thousands of records
         for name in COUNT_FIELDS:
-            _check_count(name, getattr(self, name))
-        _subset(self, "cache_read_tokens", "input_tokens")
-        _subset(self, "cache_write_tokens", "input_tokens")
-        _subset(self, "reasoning_tokens", "output_tokens")
-        if (
-            self.cache_read_tokens is not None
-            and self.cache_write_tokens is not None
-            and self.input_tokens is not None
-            and self.cache_read_tokens + self.cache_write_tokens > self.input_tokens
-        ):
-            raise InvalidRecord(
-                "cache_write_tokens", "cache reads + writes exceed input_tokens (input is inclusive)"
-            )
+            value = getattr(self, name)
+            if value is not None and (type(value) is not int or value < 0):
+                _check_count(name, value)
+        inp, cr, cw = self.input_tokens, self.cache_read_tokens, self.cache_write_tokens
+        if inp is not None and (cr is not None or cw is not None):
+            _subset(self, "cache_read_tokens", "input_tokens")
+            _subset(self, "cache_write_tokens", "input_tokens")
+            if cr is not None and cw is not None and cr + cw > inp:
+                raise InvalidRecord(
+                    "cache_write_tokens", "cache reads + writes exceed input_tokens (input is inclusive)"
+                )
+        if self.reasoning_tokens is not None and self.output_tokens is not None:
+            _subset(self, "reasoning_tokens", "output_tokens")
         if self.errors is not None and self.requests is not None and self.errors > self.requests:
             raise InvalidRecord("errors", "more errors than requests")
         if isinstance(self.cost, int) and not isinstance(self.cost, bool):

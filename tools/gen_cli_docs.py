@@ -1,12 +1,14 @@
 """Write docs/cli.md: the `--help` of every tokenmeter command, built-in plugins' commands included.
 
 Run `python tools/gen_cli_docs.py` after changing a command; tests/test_docs.py fails while the
-committed file differs from what this script renders.
+committed file differs from what this script renders (it runs the script in a fresh interpreter,
+so commands that other tests add to the CLI never leak into the comparison).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -66,14 +68,16 @@ def walk(command: click.Command, ctx: click.Context) -> Iterator[tuple[click.Com
             sub = command.get_command(ctx, name)
             if sub is None or sub.hidden:
                 continue
-            yield from walk(sub, click.Context(sub, info_name=name, parent=ctx))
+            yield from walk(sub, click.Context(sub, info_name=name, parent=ctx, **sub.context_settings))
 
 
 def commands() -> list[tuple[str, click.Command, str]]:
     """(full name, command, --help text) for every command; call inside ``builtin_plugins_only``."""
     from tokenmeter.cli import cli
 
-    root = click.Context(cli, info_name="tokenmeter", terminal_width=WIDTH, max_content_width=WIDTH)
+    # as `tokenmeter --help` builds it (context_settings: -h, max width), at a fixed terminal width
+    settings = {**cli.context_settings, "terminal_width": WIDTH, "max_content_width": WIDTH}
+    root = click.Context(cli, info_name="tokenmeter", **settings)
     return [(ctx.command_path, cmd, cmd.get_help(ctx)) for cmd, ctx in walk(cli, root)]
 
 
@@ -87,12 +91,33 @@ def render() -> str:
     return "\n".join(parts)
 
 
-def main() -> int:
-    OUTPUT.parent.mkdir(exist_ok=True)
-    OUTPUT.write_text(render())
-    print(f"wrote {OUTPUT.relative_to(ROOT)}", file=sys.stderr)
+def report() -> list[dict[str, object]]:
+    """Per command: its full name and which of its parts lack help text (for tests/test_docs.py)."""
+    with builtin_plugins_only():
+        found = commands()
+    return [{"name": name, "missing_help": missing_help(cmd)} for name, cmd, _ in found]
+
+
+def missing_help(cmd: click.Command) -> list[str]:
+    """``(command)`` if the command has no help text, and each visible option without one."""
+    missing = [] if (cmd.help or cmd.short_help or "").strip() else ["(command)"]
+    missing += [p.opts[0] for p in cmd.params
+                if isinstance(p, click.Option) and not p.hidden and not (p.help or "").strip()]
+    return missing
+
+
+def main(argv: list[str]) -> int:
+    """No arguments: write docs/cli.md. ``--stdout``: print it. ``--json``: the command report."""
+    if "--json" in argv:
+        print(json.dumps(report(), indent=1))
+    elif "--stdout" in argv:
+        sys.stdout.write(render())
+    else:
+        OUTPUT.parent.mkdir(exist_ok=True)
+        OUTPUT.write_text(render())
+        print(f"wrote {OUTPUT.relative_to(ROOT)}", file=sys.stderr)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

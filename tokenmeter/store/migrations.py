@@ -9,9 +9,9 @@ migrations = Migrations("tokenmeter")
 
 @migrations()
 def m001_initial(db: Database) -> None:
-    # Clustered by time (WITHOUT ROWID, primary key (start_ts, id)): a month's report reads one
-    # contiguous range of the table instead of hopping through an index. ``id`` (the hash of
-    # source, account and key) is unique, so re-fetches and merges replace instead of duplicating.
+    # ``id`` (the hash of source, account and key) is unique, so re-fetches and merges replace
+    # instead of duplicating. Reports read usage_rollup (m003), so this table only needs the
+    # indexes that writes and the rollup rebuild use: every extra index slows a big ingest.
     db.execute(
         """
         CREATE TABLE usage (
@@ -44,16 +44,14 @@ def m001_initial(db: Database) -> None:
             price_basis TEXT,
             details TEXT,
             content_hash TEXT,
-            fetched_at TEXT,
-            PRIMARY KEY (start_ts, id)
-        ) WITHOUT ROWID
+            fetched_at TEXT
+        )
         """
     )
     db.execute("CREATE UNIQUE INDEX idx_usage_id ON usage (id)")
+    db.execute("CREATE INDEX idx_usage_start ON usage (start_ts)")
     db.execute("CREATE INDEX idx_usage_kind ON usage (kind, start_ts, end_ts, provider)")
-    db.execute("CREATE INDEX idx_usage_provider ON usage (provider, start_ts)")
-    db.execute("CREATE INDEX idx_usage_model ON usage (model, start_ts)")
-    db.execute("CREATE INDEX idx_usage_source ON usage (source, start_ts)")
+    # no per-provider/model indexes: reports read usage_rollup, and every index slows big ingests
 
     db["quota_snapshots"].create(
         {
@@ -138,6 +136,17 @@ def m003_rollup(db: Database) -> None:
         """
     )
     db.execute("CREATE INDEX idx_rollup_bucket ON usage_rollup (bucket)")
-    # buckets whose rollup must be recomputed before the next report
+    # buckets whose rollup must be recomputed before the next report; triggers keep it current for
+    # every write (fetch, merge, reprice, or a person editing the table in sqlite-utils)
     db.execute("CREATE TABLE rollup_dirty (bucket INTEGER PRIMARY KEY) WITHOUT ROWID")
     db.execute("INSERT OR IGNORE INTO rollup_dirty SELECT DISTINCT start_ts - start_ts % 900 FROM usage")
+    # not INSERT OR IGNORE: an upsert's conflict handling overrides the OR clause inside triggers
+    mark = (
+        "INSERT INTO rollup_dirty SELECT {0}.start_ts - {0}.start_ts % 900 WHERE NOT EXISTS "
+        "(SELECT 1 FROM rollup_dirty WHERE bucket = {0}.start_ts - {0}.start_ts % 900);"
+    )
+    db.execute(f"CREATE TRIGGER usage_rollup_insert AFTER INSERT ON usage BEGIN {mark.format('NEW')} END")
+    db.execute(
+        f"CREATE TRIGGER usage_rollup_update AFTER UPDATE ON usage BEGIN {mark.format('OLD')} {mark.format('NEW')} END"
+    )
+    db.execute(f"CREATE TRIGGER usage_rollup_delete AFTER DELETE ON usage BEGIN {mark.format('OLD')} END")
