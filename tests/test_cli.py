@@ -239,7 +239,7 @@ def test_exit_6_one_source_fails_the_other_is_stored():
     result = cli_run(["fetch", "-f", "table"])
     assert result.exit_code == 6
     assert "good: 2 new, 0 updated" in result.stdout
-    assert "bad: FAILED: bad: set BROKEN_KEY" in result.stderr
+    assert "bad: FAILED: set BROKEN_KEY" in result.stderr
     out = cli_json(["--all", "--by", "source", "--json", "--offline"])
     assert [(r["source"], r["requests"]) for r in out["rows"]] == [("good", 2)]
     # the JSON summary carries the same exit code

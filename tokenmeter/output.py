@@ -67,11 +67,12 @@ def fmt_int(value: Any) -> str:
 
 
 def fmt_money(value: Decimal | None, currency: str | None) -> str:
+    """``1,234.5 USD`` style: up to 6 decimals (LLM calls cost fractions of a cent), at least 2."""
     if value is None or currency is None:
         return "?"
-    q = abs(value)
-    places = 2 if q >= 100 else 4 if q >= 1 else 6
-    return f"{value:,.{places}f} {currency}"
+    text = f"{value:,.6f}".rstrip("0")
+    whole, _, frac = text.partition(".")
+    return f"{whole}.{frac.ljust(2, '0')} {currency}"
 
 
 HEADERS = {

@@ -59,7 +59,7 @@ def _summary_line(r: SourceResult) -> str:
     if r.status == "skipped":
         return f"{r.source}: skipped ({r.message})"
     if r.status == "error":
-        return f"{r.source}: FAILED: {r.message}"
+        return f"{r.source}: FAILED: {r.message.removeprefix(r.source + ': ')}"
     parts = [f"{r.new} new", f"{r.updated} updated"]
     if r.snapshots:
         parts.append(f"{r.snapshots} snapshots")
