@@ -532,8 +532,8 @@ def test_credentials_repr_hides_values() -> None:
     ({"service_types": []}, "must not be empty"),
     ({"infer_types": ["stream"]}, "'stream' is not one of 'real_time', 'batch'"),
     ({"endpoint": "http://modelarts.example.com"},
-     "endpoint must use https (http is allowed only for loopback"),
-    ({"iam_endpoint": "ftp://127.0.0.1"}, "iam_endpoint = 'ftp://127.0.0.1' is not an http(s) URL"),
+     "endpoint must use https (http is allowed only for localhost"),
+    ({"iam_endpoint": "ftp://127.0.0.1"}, "iam_endpoint = 'ftp://127.0.0.1' is not an https:// URL"),
     ({"region": "cn south"}, "region = 'cn south' is not a region id"),
     ({"project_id": "../x"}, "project_id must be the project id"),
 ])

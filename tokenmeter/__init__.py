@@ -24,6 +24,7 @@ from .errors import (
 from .hookspecs import hookimpl
 from .records import Cursor, QuotaSnapshot, UsageRecord
 from .sources import Progress, Source, SourceContext, Window
+from .util import check_base_url, is_loopback, parse_time
 
 if TYPE_CHECKING:
     from .api import Tokenmeter
@@ -50,10 +51,13 @@ __all__ = [
     "UsageRecord",
     "Window",
     "__version__",
+    "check_base_url",
     "errors",
     "hookimpl",
+    "is_loopback",
     "open",
     "parse_retry_after",
+    "parse_time",
     "raise_for_status",
     "send",
 ]

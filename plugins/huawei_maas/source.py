@@ -9,7 +9,6 @@ and again on every retry, because a signature is only valid for 15 minutes.
 from __future__ import annotations
 
 import collections
-import ipaddress
 import json
 import re
 import time
@@ -32,6 +31,7 @@ from tokenmeter import (
     SourceContext,
     UsageRecord,
     Window,
+    check_base_url,
     parse_retry_after,
 )
 
@@ -74,29 +74,9 @@ class Endpoint:
         return self.netloc
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def parse_endpoint(value: str, key: str) -> Endpoint:
     """Validate an endpoint setting: https, or http only for loopback hosts."""
-    url = urlsplit(value.strip())
-    if url.scheme not in ("https", "http") or not url.hostname:
-        raise ConfigError(f"[sources.huawei-maas] {key} = {value!r} is not an http(s) URL")
-    if url.username or url.password or url.query or url.fragment:
-        raise ConfigError(
-            f"[sources.huawei-maas] {key} must be a plain base URL (no user, query or fragment)"
-        )
-    if url.scheme == "http" and not _is_loopback(url.hostname):
-        raise ConfigError(
-            f"[sources.huawei-maas] {key} must use https (http is allowed only for loopback hosts such as "
-            "127.0.0.1 or localhost)"
-        )
+    url = urlsplit(check_base_url(value, f"[sources.huawei-maas] {key}"))
     return Endpoint(url.scheme, url.netloc, url.path.rstrip("/"))
 
 

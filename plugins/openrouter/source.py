@@ -16,17 +16,14 @@ and every run re-fetches the days after it; older rows stay in the database unto
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from urllib.parse import urlsplit
 
 from tokenmeter import (
-    ConfigError,
     Cursor,
     NeedsCredentials,
     ProviderAuthError,
@@ -35,6 +32,8 @@ from tokenmeter import (
     Source,
     UsageRecord,
     Window,
+    check_base_url,
+    parse_time,
     raise_for_status,
     send,
 )
@@ -50,17 +49,6 @@ MAX_KEY_PAGES = 1000  # a server that ignores `offset` must not keep us looping
 NO_MANAGEMENT_NOTE = "per-model detail needs a management key"
 # A full OpenRouter key; a "label" that looks like one is never used as a name.
 _FULL_KEY = re.compile(r"sk-or-[A-Za-z0-9-]*[A-Za-z0-9]{20,}")
-
-
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _key_hash(key: str) -> str:
@@ -114,15 +102,8 @@ def _next_reset(cadence: Any, now: datetime) -> datetime | None:
 
 def _parse_time(value: Any) -> str | None:
     """An ISO-8601 time from the API, normalised to UTC text (None if absent or unreadable)."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC).isoformat()
+    when = parse_time(value)
+    return when.isoformat() if when else None
 
 
 def _period_usage(data: Mapping[str, Any], cadence: Any) -> Decimal | None:
@@ -198,16 +179,7 @@ class OpenRouterSource(Source):
 
     # -- setup -------------------------------------------------------------------------------
     def _base_url(self) -> str:
-        url = str(self.settings.base_url or "").strip().rstrip("/")
-        parts = urlsplit(url)
-        if parts.scheme == "https" and parts.hostname:
-            return url
-        if parts.scheme == "http" and _is_loopback(parts.hostname):
-            return url  # a local test server or proxy
-        raise ConfigError(
-            f"{self.id}: base_url {url!r} must be an https:// URL (http:// is allowed only for "
-            "localhost, 127.0.0.1 or ::1)"
-        )
+        return check_base_url(self.settings.base_url, f"{self.id}: base_url")
 
     def available(self) -> str | None:
         s = self.settings

@@ -16,6 +16,7 @@ from tokenmeter import (
     SourceDataError,
     UsageRecord,
     Window,
+    parse_time,
 )
 
 from .cli import QwenCloudCli, not_found_message, parse_document, resolve
@@ -337,7 +338,7 @@ class QwenCloudLogsSource(Source):
 
     def _record(self, item: dict[str, Any]) -> UsageRecord | None:
         rid = item.get("requestId")
-        start = _parse_time(item.get("createdAt"))
+        start = parse_time(item.get("createdAt"))
         if not isinstance(rid, str) or not rid or start is None:
             self.ctx.skip("usage logs item", "no requestId or createdAt")
             return None
@@ -431,7 +432,7 @@ def summary_snapshots(doc: Mapping[str, Any], now: datetime, ctx: Any) -> Iterat
             total=total,
             remaining=remaining,
             used=_used(total, remaining),
-            resets_at=_parse_time(quota.get("resetDate")),
+            resets_at=parse_time(quota.get("resetDate")),
             details=_clean({"status": quota.get("status"), "used_pct": _num(quota.get("used_pct"))}),
         )
     plan = doc.get("coding_plan")
@@ -450,7 +451,7 @@ def summary_snapshots(doc: Mapping[str, Any], now: datetime, ctx: Any) -> Iterat
                 total=total,
                 remaining=remaining,
                 used=_used(total, remaining),
-                resets_at=_parse_time(w.get("next_reset_at")),
+                resets_at=parse_time(w.get("next_reset_at")),
                 details=_clean({"plan": plan.get("plan"), "used_pct": _num(w.get("used_pct"))}),
             )
     token = doc.get("token_plan")
@@ -465,7 +466,7 @@ def summary_snapshots(doc: Mapping[str, Any], now: datetime, ctx: Any) -> Iterat
                 total=total,
                 remaining=remaining,
                 used=_used(total, remaining),
-                resets_at=_parse_time(token.get("resetDate")),
+                resets_at=parse_time(token.get("resetDate")),
                 details=_clean({"plan": token.get("planName"), "status": token.get("status"),
                                 "used_pct": _num(token.get("usedPct")),
                                 "addon_remaining": _num(token.get("addonRemaining"))}),
@@ -525,18 +526,6 @@ def _parse_day(value: Any) -> date | None:
         return date.fromisoformat(value)
     except ValueError:
         return None
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def _dec(value: Any) -> Decimal | None:
