@@ -109,18 +109,13 @@ def cli(ctx: click.Context, dashboard: bool, **kwargs: Any) -> None:
 def _register_builtin_commands() -> None:
     from .db import db_group
     from .fetch import fetch_cmd
+    from .insights import budget_cmd, dashboard_cmd, forecast_cmd, reconcile_cmd
     from .misc import demo_cmd, prices_cmd, quota_cmd, reprice_cmd, sources_cmd
     from .plugin_install import plugins_group
     from .report import report_cmd
 
     for command in (report_cmd, fetch_cmd, sources_cmd, plugins_group, quota_cmd, prices_cmd,
-                    reprice_cmd, demo_cmd, db_group):
-        cli.add_command(command)
-    try:
-        from .insights import budget_cmd, dashboard_cmd, forecast_cmd, reconcile_cmd
-    except ImportError:  # pragma: no cover - until the insights commands land
-        return
-    for command in (budget_cmd, forecast_cmd, dashboard_cmd, reconcile_cmd):
+                    reprice_cmd, demo_cmd, db_group, budget_cmd, forecast_cmd, dashboard_cmd, reconcile_cmd):
         cli.add_command(command)
 
 

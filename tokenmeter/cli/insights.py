@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from ..budgets import exit_code, format_amount
-from ..insights import budget_statuses, dashboard_data, forecast_data, load_channels, notify
 from ..output import dumps, plain_value
 from ..periods import resolve_period
 from ..reports import Filters, reconcile_report
@@ -36,6 +35,8 @@ def budget_cmd(do_notify: bool, dry_run: bool, quiet: bool, tz: str | None, fmt:
       tokenmeter budget -q || mail -s "LLM budget" me@example.com
       tokenmeter budget --notify          # from cron: alerts once per level per period
     """
+    from ..insights import budget_statuses, load_channels, notify
+
     env = get_env()
     zone = env.timezone(tz)
     with env.open_store() as store:
@@ -90,6 +91,8 @@ def budget_cmd(do_notify: bool, dry_run: bool, quiet: bool, tz: str | None, fmt:
 def forecast_cmd(tz: str | None, fmt: str) -> None:
     """Month-end projection from the recent daily rate, and days until each budget, credit or
     quota runs out."""
+    from ..insights import forecast_data
+
     env = get_env()
     zone = env.timezone(tz)
     with env.open_store() as store:
@@ -123,6 +126,8 @@ def forecast_cmd(tz: str | None, fmt: str) -> None:
 
 def run_dashboard(*, period_name: str | None, output: str | None, open_browser: bool, quiet: bool,
                   tz: str | None = None) -> Path:
+    from ..insights import dashboard_data
+
     env = get_env()
     zone = env.timezone(tz)
     now = env.now()
