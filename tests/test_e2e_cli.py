@@ -147,8 +147,6 @@ def test_huawei_fetch_then_month_report_by_day(huawei):
     run.assert_no_secret(huawei_fake.FAKE_AK, huawei_fake.FAKE_SK, huawei_fake.FAKE_TOKEN)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 5 says `tokenmeter --provider huawei --month` shows daily rows; "
-                   "without --by the report prints one total row (no default grouping)")
 def test_huawei_month_report_without_by_shows_daily_rows(huawei):
     run, _ = huawei
     assert run("fetch", "huawei-maas").exit_code == 0

@@ -78,7 +78,7 @@ def parse_group_by(value: str | Sequence[str] | None) -> list[str]:
     out = []
     for item in items:
         item = item.strip().lower()
-        if not item:
+        if not item or item in ("none", "total"):
             continue
         if item not in DIMENSIONS:
             raise ConfigError(f"--by {item!r}: use any of {', '.join(DIMENSIONS)} (comma-separated)")

@@ -47,7 +47,8 @@ def report_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--model", metavar="M", help="Only models containing M."),
         click.option("--project", metavar="DIR", help="Only projects containing DIR."),
         click.option("--by", "group_by", metavar="DIMS",
-                     help="Group by any of day,week,month,quarter,model,provider,source,account,project."),
+                     help="Group by any of day,week,month,quarter,model,provider,source,account,project "
+                          "(default: model for one day, else day; 'none' for the total only)."),
         click.option("--tz", metavar="ZONE", help="IANA time zone for days (default: config, else system)."),
         click.option("--cost", "cost_mode", type=click.Choice(["auto", "billed", "estimated"]),
                      default="auto", show_default=True,
@@ -59,6 +60,11 @@ def report_options(f: Callable[..., Any]) -> Callable[..., Any]:
     for opt in reversed(opts):
         f = opt(f)
     return format_options(f)
+
+
+def default_group_by(period: Any) -> list[str]:
+    """Without --by: one day is broken down by model (like `qwen-cost`), a longer period by day."""
+    return ["model"] if period.start is not None and period.start == period.end else ["day"]
 
 
 def run_report(
@@ -82,9 +88,9 @@ def run_report(
 ) -> None:
     env = get_env()
     zone = env.timezone(tz)
-    by = parse_group_by(group_by)
     period = resolve_period(env.now(), zone, preset=period_name or preset, date_from=date_from,
                             date_to=date_to, days=days)
+    by = parse_group_by(group_by) if group_by is not None else default_group_by(period)
     with env.open_store() as store:
         if not offline:
             from .refresh import refresh_before_report
