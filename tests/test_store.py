@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -292,9 +293,8 @@ def test_fresh_database_schema(store):
     assert "_sqlite_migrations" in tables
     assert store.pending_migrations() == []
     indexes = {i.name: i for i in store.db["usage"].indexes}
-    assert {"idx_usage_id", "idx_usage_start", "idx_usage_kind"} == set(indexes)
-    assert {t.name for t in store.db.triggers} == {"usage_rollup_insert", "usage_rollup_update",
-                                                  "usage_rollup_delete"}
+    assert {"idx_usage_id", "idx_usage_start", "idx_usage_ledger"} == set(indexes)
+    assert {t.name for t in store.db.triggers} == {"usage_rollup_update", "usage_rollup_delete"}
     # the row id is unique (upserts and merges rely on it)
     assert any(i.unique and i.columns == ["id"] for i in indexes.values()) or store.db["usage"].pks == ["id"]
     usage_types = {c.name: c.type for c in store.db["usage"].columns}
@@ -382,3 +382,24 @@ def test_schema_migration_count_matches():
     from tokenmeter.store.migrations import migrations
 
     assert SCHEMA_MIGRATIONS == len(migrations._migrations)
+
+
+def test_rows_inserted_by_hand_show_after_rollup_rebuild(tmp_path):
+    from helpers_host import cli_run
+
+    db = tmp_path / "hand.db"
+    store = Store.open(db)
+    session = store.session("src", "log")
+    session.add(rec("a", requests=2))
+    session.finish(None)
+    store.refresh_rollup()
+    row = store.conn.execute("SELECT * FROM usage").fetchone()
+    cols = [d[0] for d in store.conn.execute("SELECT * FROM usage").description]
+    copy = dict(zip(cols, row, strict=True)) | {"id": "by-hand", "key": "b", "requests": 5}
+    store.conn.execute(f"INSERT INTO usage ({', '.join(repr(c) for c in copy)}) VALUES "
+                       f"({', '.join('?' * len(copy))})", list(copy.values()))
+    store.close()
+    result = cli_run(["--db", str(db), "db", "migrate", "--rebuild"])
+    assert result.exit_code == 0 and "rebuilt 1 rollup buckets" in result.stdout
+    report = json.loads(cli_run(["--db", str(db), "report", "--all", "--json", "--offline"]).stdout)
+    assert report["total"]["requests"] == 7

@@ -124,10 +124,7 @@ def _ledger_cover(store: Store, lo: int, hi: int) -> tuple[str, list[Any], list[
     """
     conn = store.conn
     if not conn.execute(
-        "SELECT 1 FROM usage WHERE kind = 'log' AND start_ts >= ? AND start_ts < ? LIMIT 1", (lo, hi)
-    ).fetchone() or not conn.execute(
-        "SELECT 1 FROM usage WHERE kind = 'ledger' AND start_ts >= ? AND start_ts < ? LIMIT 1",
-        (lo - LEDGER_MAX_SPAN, hi),
+        "SELECT 1 FROM usage_rollup WHERE bucket >= ? AND bucket < ? AND kind = 'log' LIMIT 1", (lo, hi)
     ).fetchone():
         return None
     spans: dict[str, list[tuple[int, int]]] = {}
@@ -135,8 +132,8 @@ def _ledger_cover(store: Store, lo: int, hi: int) -> tuple[str, list[Any], list[
         "SELECT DISTINCT provider, "
         "CASE WHEN end_ts > start_ts THEN start_ts ELSE start_ts - start_ts % 86400 END, "
         "CASE WHEN end_ts > start_ts THEN end_ts ELSE start_ts - start_ts % 86400 + 86400 END "
-        # few ledger rows among millions of log rows: the planner cannot know, so name the index
-        "FROM usage INDEXED BY idx_usage_kind "
+        # idx_usage_ledger holds ledger rows only: few, however many log rows there are
+        "FROM usage INDEXED BY idx_usage_ledger "
         "WHERE kind = 'ledger' AND start_ts >= ? AND start_ts < ? AND end_ts - start_ts <= ?",
         (lo - LEDGER_MAX_SPAN, hi, LEDGER_MAX_SPAN),
     ):

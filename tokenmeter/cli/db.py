@@ -22,15 +22,20 @@ def db_path_cmd() -> None:
 
 
 @db_group.command(name="migrate")
+@click.option("--rebuild", is_flag=True, help="Also recompute the report rollup from every usage row "
+                                               "(after inserting rows into `usage` by hand).")
 @common_options
-def db_migrate_cmd() -> None:
+def db_migrate_cmd(rebuild: bool) -> None:
     """Apply pending schema migrations (every command also does this)."""
     env = get_env()
     with Store.open(env.db_path, migrate=False) as store:
         pending = store.pending_migrations()
-    with Store.open(env.db_path):
-        pass
-    click.echo(f"Applied {len(pending)} migration(s)" + (f": {', '.join(pending)}" if pending else ""))
+    with Store.open(env.db_path) as store:
+        if rebuild:
+            store.mark_all_dirty()
+            buckets = store.refresh_rollup()
+    click.echo(f"Applied {len(pending)} migration(s)" + (f": {', '.join(pending)}" if pending else "")
+               + (f"; rebuilt {buckets} rollup buckets" if rebuild else ""))
 
 
 @db_group.command(name="merge")

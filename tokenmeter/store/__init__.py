@@ -26,7 +26,7 @@ NANO = Decimal(10) ** 9
 # how many migrations tokenmeter has; when all are applied, opening skips importing sqlite-utils
 # (tests/test_store.py checks this matches store/migrations.py)
 SCHEMA_MIGRATIONS = 3
-BATCH = 2000
+BATCH = 5000
 
 USAGE_COLUMNS = (
     "id", "source", "kind", "account", "key", "provider", "model", "project", "session",
@@ -323,7 +323,10 @@ class Store:
             self.conn.execute("BEGIN IMMEDIATE")
             cols = ", ".join(f'"{c}"' for c in USAGE_COLUMNS)
             sets = ", ".join(f'"{c}" = excluded."{c}"' for c in USAGE_COLUMNS if c != "id")
-            # (the usage triggers mark the rollup buckets that change, old and new)
+            # buckets of merged rows need their rollup recomputed (updates are marked by trigger)
+            self.conn.execute(
+                "INSERT OR IGNORE INTO main.rollup_dirty SELECT DISTINCT start_ts - start_ts % 900 FROM other.usage"
+            )
             cur = self.conn.execute(
                 f"INSERT INTO main.usage ({cols}) SELECT {cols} FROM other.usage WHERE true "
                 f"ON CONFLICT(id) DO UPDATE SET {sets} "
@@ -429,11 +432,16 @@ class WriteSession:
         if self._max_rowid is None:
             self._max_rowid = self.conn.execute("SELECT IFNULL(MAX(rowid), 0) FROM usage").fetchone()[0]
         # one statement per row: insert, or replace only when the content changed. New rows take
-        # rowids above the old maximum (nothing is ever deleted), so the counts need no extra lookups;
-        # triggers mark the rollup buckets that changed.
+        # rowids above the old maximum (nothing is ever deleted), so the counts need no extra lookups.
         changed = self.conn.executemany(_UPSERT_SQL, rows).rowcount
         top = self.conn.execute("SELECT IFNULL(MAX(rowid), 0) FROM usage").fetchone()[0]
         new = top - self._max_rowid
+        if new:
+            # the rollup buckets of inserted rows (updates mark theirs by trigger); when a batch
+            # mixes new and unchanged rows, marking all its buckets costs a little rebuild work
+            ts_at = USAGE_COLUMNS.index("start_ts")
+            buckets = {r[ts_at] - r[ts_at] % ROLLUP for r in rows}
+            self.conn.executemany("INSERT OR IGNORE INTO rollup_dirty VALUES (?)", [(b,) for b in buckets])
         self._max_rowid = top
         self.counts.new += new
         self.counts.updated += changed - new

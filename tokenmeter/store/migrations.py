@@ -50,7 +50,10 @@ def m001_initial(db: Database) -> None:
     )
     db.execute("CREATE UNIQUE INDEX idx_usage_id ON usage (id)")
     db.execute("CREATE INDEX idx_usage_start ON usage (start_ts)")
-    db.execute("CREATE INDEX idx_usage_kind ON usage (kind, start_ts, end_ts, provider)")
+    # partial: log rows (the many) never enter it, so it costs a big log ingest nothing
+    db.execute(
+        "CREATE INDEX idx_usage_ledger ON usage (start_ts, end_ts, provider) WHERE kind = 'ledger'"
+    )
     # no per-provider/model indexes: reports read usage_rollup, and every index slows big ingests
 
     db["quota_snapshots"].create(
@@ -136,8 +139,9 @@ def m003_rollup(db: Database) -> None:
         """
     )
     db.execute("CREATE INDEX idx_rollup_bucket ON usage_rollup (bucket)")
-    # buckets whose rollup must be recomputed before the next report; triggers keep it current for
-    # every write (fetch, merge, reprice, or a person editing the table in sqlite-utils)
+    # buckets whose rollup must be recomputed before the next report. The store marks the buckets
+    # of rows it inserts (cheaper than a trigger per row on a big ingest); these triggers catch
+    # every update and delete (re-fetched rows that changed, merges, reprice, edits by hand).
     db.execute("CREATE TABLE rollup_dirty (bucket INTEGER PRIMARY KEY) WITHOUT ROWID")
     db.execute("INSERT OR IGNORE INTO rollup_dirty SELECT DISTINCT start_ts - start_ts % 900 FROM usage")
     # not INSERT OR IGNORE: an upsert's conflict handling overrides the OR clause inside triggers
@@ -145,7 +149,6 @@ def m003_rollup(db: Database) -> None:
         "INSERT INTO rollup_dirty SELECT {0}.start_ts - {0}.start_ts % 900 WHERE NOT EXISTS "
         "(SELECT 1 FROM rollup_dirty WHERE bucket = {0}.start_ts - {0}.start_ts % 900);"
     )
-    db.execute(f"CREATE TRIGGER usage_rollup_insert AFTER INSERT ON usage BEGIN {mark.format('NEW')} END")
     db.execute(
         f"CREATE TRIGGER usage_rollup_update AFTER UPDATE ON usage BEGIN {mark.format('OLD')} {mark.format('NEW')} END"
     )
