@@ -139,9 +139,9 @@ class Store:
             if path != ":memory:":
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
-            # big ingests touch the id and time indexes at random: a 32 MB page
+            # big ingests touch the id and time indexes at random: a 16 MB page
             # cache (instead of 2 MB) keeps most of them in memory
-            conn.execute("PRAGMA cache_size = -32768")
+            conn.execute("PRAGMA cache_size = -16384")
             conn.execute("PRAGMA temp_store = MEMORY")
             store = cls(conn, path)
             if migrate and not store._up_to_date():
