@@ -281,3 +281,32 @@ def test_failing_command_is_retried_and_reported(tmp_path):
     (missing,) = parse_alerts([{"type": "command", "command": [str(tmp_path / "no-such-notifier")]}])
     result = deliver(critical_alert(), missing)
     assert not result.ok and result.error.startswith("command not found")
+
+
+def test_command_targets_and_errors_hide_urls(tmp_path):
+    # webhook URLs are secrets wherever they appear: a curl command to a Slack hook shows its host only,
+    # in --dry-run output and in delivery errors, like a webhook channel's url
+    secret = "https://hooks.slack.com/services/T0/B0/fake-secret"
+    shell, argv, missing = parse_alerts([
+        {"type": "command", "command": f"curl -fsS -d @- '{secret}'"},
+        {"type": "command", "command": ["curl", "-d", "@-", "https://user:pw@hooks.example.com/x?token=t"]},
+        {"type": "command", "command": [str(tmp_path / "no-such-notifier"), secret]},
+    ])
+    assert shell.target() == "curl -fsS -d @- 'https://hooks.slack.com/…'"
+    assert argv.target() == "curl -d @- 'https://hooks.example.com/…'"
+    out = dry_run([critical_alert()], [shell, argv])
+    assert "fake-secret" not in json.dumps(out) and "pw@" not in json.dumps(out)
+    result = deliver(critical_alert(), missing)
+    assert not result.ok and result.error.startswith("command not found") and "fake-secret" not in result.error
+    script = f"import sys; sys.stdin.read(); print('curl: (22) 404 for {secret}', file=sys.stderr); sys.exit(22)"
+    (loud,) = parse_alerts([{"type": "command", "command": [sys.executable, "-c", script]}])
+    result = deliver(critical_alert(), loud, sleep=lambda s: None, attempts=1)
+    assert result.error == ("command exited with 22: curl: (22) 404 for https://hooks.slack.com/… "
+                            "(gave up after 1 attempts)")
+
+
+def test_generic_payload_decimals_are_plain():
+    (money,) = parse_budgets({"spend": {"limit": 1, "currency": "USD"}})
+    (alert,) = pending_alerts([evaluate(money, Decimal("0.900000000"))], set())
+    body = payload(alert)
+    assert (body["used"], body["limit"], body["remaining"]) == ("0.9", "1", "0.1")

@@ -178,3 +178,26 @@ def test_format_amount():
     assert format_amount(Decimal("1234.5"), "USD") == "1,234.50 USD"
     assert format_amount(Decimal("0.007726"), "USD") == "0.007726 USD"
     assert format_amount(None, "USD") == "-"
+
+
+def test_quota_snapshot_past_its_reset_is_skipped():
+    # a coding-plan window observed at 90 % that reset at 05:00: at 12:00 it says nothing any more,
+    # and must not keep `tokenmeter budget` at exit 2 until the next fetch
+    snap = {"provider": "qwen", "name": "coding-plan/per_5h", "unit": "requests", "used": "900",
+            "remaining": "100", "total": "1000", "resets_at": "2026-03-15T05:00:00Z"}
+    assert [s.level for s in quota_statuses([snap])] == ["critical"]  # no clock given: kept
+    assert quota_statuses([snap], now=NOW) == []
+    later = dict(snap, resets_at="2026-03-15T17:00:00Z")
+    assert [s.name for s in quota_statuses([later], now=NOW)] == ["qwen:coding-plan/per_5h"]
+
+
+def test_status_to_dict_never_uses_exponent_notation():
+    # summed nano-unit costs come back as Decimal("1.900000000") or tiny values; str() would give
+    # "5.00E-7" (and normalize() "1.9E+5"): JSON decimal strings are plain, as in reports
+    (b,) = parse_budgets({"spend": {"limit": 10, "currency": "USD"}})
+    d = evaluate(b, Decimal("0.000000500")).to_dict()
+    assert (d["used"], d["limit"], d["remaining"]) == ("0.0000005", "10", "9.9999995")
+    d = evaluate(b, Decimal("1.900000000")).to_dict()
+    assert (d["used"], d["remaining"]) == ("1.9", "8.1")
+    (t,) = parse_budgets({"t": {"limit": 1_000_000, "unit": "tokens"}})
+    assert evaluate(t, Decimal("190000")).to_dict()["used"] == "190000"

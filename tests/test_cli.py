@@ -402,3 +402,63 @@ def test_report_refresh_failure_is_a_warning():
     assert result.exit_code == 0
     assert "warning: could not refresh my-log: disk unreadable" in result.stderr
     assert json.loads(result.stdout)["rows"] == []
+
+
+def test_prices_bad_on_date_is_one_line_error():
+    result = cli_run(["prices", "qwen-plus", "--on", "2026-02-30"])
+    assert result.exit_code == 4
+    assert result.stderr == "Error: --on: expected a date as YYYY-MM-DD, got '2026-02-30'\n"
+
+
+def test_root_dashboard_flag_honours_tz(tokenmeter_env):
+    late = {"TOKENMETER_NOW": "2026-03-15T23:30:00Z"}  # already March 16th in Tokyo
+    result = cli_run(["--dashboard", "--tz", "Asia/Tokyo"], late)
+    assert result.exit_code == 0 and "dashboard-20260316.html" in result.stdout
+    assert cli_run(["--dashboard", "--tz", "Mars/Olympus"], late).exit_code == 4
+
+
+def test_debug_adds_the_traceback():
+    result = cli_run(["--debug", "--tz", "Mars/Olympus", "--json"])
+    assert result.exit_code == 4
+    assert "Traceback" in result.stderr and result.stderr.endswith("Error: --tz: unknown time zone "
+                                                                   "'Mars/Olympus'; use an IANA name such "
+                                                                   "as 'Europe/Berlin'\n")
+    assert "Traceback" not in cli_run(["--tz", "Mars/Olympus", "--json"]).stderr
+
+
+def test_sources_status_never_shows_a_pasted_key(tokenmeter_env):
+    from dataclasses import dataclass, field
+
+    @dataclass
+    class Settings:
+        token_env: str = field(default="SEC_TOKEN", metadata={"help": "env var with the token"})
+
+    src = make_source("sec", kind="ledger", settings=Settings)
+    src.available = lambda self: None if self.ctx.secret(self.settings.token_env) else (
+        f"set {self.settings.token_env}")
+    register(src)
+    (tokenmeter_env / "config.toml").write_text('[sources.sec]\ntoken_env = "sk-fake-0000-PASTED-KEY"\n')
+    result = cli_run(["sources", "--json"])
+    assert "sk-fake-0000-PASTED-KEY" not in result.output
+    assert json.loads(result.stdout)[0]["status"] == "not ready: set ***"
+    assert "sources.sec.token_env is not an environment variable name" in result.stderr
+
+
+def test_report_options_before_a_command_are_not_silently_ignored(data):
+    result = cli_run(["--provider", "openrouter", "report", "--today", "--json"], NOW)
+    assert result.exit_code == 64
+    assert "--provider goes after the command: `tokenmeter report --provider ...`" in result.stderr
+    result = cli_run(["--month", "budget"], NOW)
+    assert result.exit_code == 64 and "--month goes after the command" in result.stderr
+    result = cli_run(["--dashboard", "--provider", "qwen"], NOW)
+    assert result.exit_code == 64 and "--dashboard takes a period and --tz, not --provider" in result.stderr
+    # the common options still go anywhere
+    assert cli_run(["--debug", "report", "--today", "--json"], NOW).exit_code == 0
+
+
+def test_quiet_unknown_tokens_are_not_zero():
+    # a bill that reports money only: its tokens are unknown, not 0
+    register(make_source("bill", [rec("b", start=TODAY, requests=None, input_tokens=None, output_tokens=None,
+                                      cost="2.5")], kind="ledger"))
+    assert cli_run(["fetch", "bill"], NOW).exit_code == 0
+    assert cli_run(["--today", "-q"], NOW).stdout == "?\t2.5\t?\n"

@@ -183,3 +183,41 @@ def test_demo_data_reads_to_its_expected_totals() -> None:
     check_records(got.records)
     assert got.ctx.skipped == 0
     assert by_day_model_provider(got.records) == as_decimal(expected["by_day_model_provider"])
+
+
+def test_out_of_range_values_are_skipped_not_fatal(tmp_path: Path) -> None:
+    """A corrupt number or date must cost one line, not the whole source (SQLite ints are 64-bit)."""
+    from tokenmeter.fetch import run_one
+    from tokenmeter.store import Store
+
+    p = tsv(tmp_path / "o.tsv", ROW,
+            "2026-03-02T10:00:01Z\tqwen-plus\tqwen-singapore\t99999999999999999999\t20\t0.1",
+            "2026-03-02T10:00:02Z\tqwen-plus\tqwen-singapore\t100\t20\t1e30",
+            "9999-12-31T23:00:00-05:00\tqwen-plus\tqwen-singapore\t100\t20\t0.1",
+            "0001-01-01T00:30:00+01:00\tqwen-plus\tqwen-singapore\t100\t20\t0.1",
+            ROW.replace("10:00:00", "10:00:09"))
+    store = Store.open(tmp_path / "t.db")
+    try:
+        result = run_one(store, DashscopeLogSource, {"paths": [str(p)]}, ctx=fake_context("dashscope-log"))
+        rows = store.usage_rows(source="dashscope-log")
+    finally:
+        store.close()
+    assert (result.status, result.message) == ("ok", "")
+    assert len(rows) == 2 and sum(r["input_tokens"] for r in rows) == 200
+    assert result.skipped_lines == 4
+    assert [e.split(": ", 1)[1] for e in result.skip_examples] == [
+        "token count over 10^12", "cost_usd out of range",
+        "bad timestamp '9999-12-31T23:00:00-05:00'", "bad timestamp '0001-01-01T00:30:00+01:00'"]
+
+
+def test_unterminated_line_with_reordered_columns_keeps_its_key(tmp_path: Path) -> None:
+    p = tmp_path / "r.tsv"
+    p.write_text("model\ttimestamp\tcost_usd\tprovider\toutput_tokens\tinput_tokens\n"
+                 "qwen-max\t2026-03-02T10:00:00Z\t0.5\tqwen-virginia\t7\t1")  # input_tokens still growing
+    first = collect(DashscopeLogSource, {"paths": [str(p)]})
+    with open(p, "a") as f:
+        f.write("23\n")
+    second = collect(DashscopeLogSource, {"paths": [str(p)]}, cursor=first.cursor)
+    stored = {r.key: r.input_tokens for r in first.records}
+    stored.update({r.key: r.input_tokens for r in second.records})
+    assert list(stored.values()) == [123]  # one call, with its complete count

@@ -229,3 +229,35 @@ def test_sources_see_the_fixed_now():
     assert cli_run(["fetch", "clock"], {"TOKENMETER_NOW": "2026-03-15T12:00:00Z"}).exit_code == 0
     fixed = datetime(2026, 3, 15, 12, tzinfo=UTC)
     assert seen == [(fixed, fixed)]
+
+
+def test_key_pasted_where_an_env_var_name_belongs_is_never_echoed(store):
+    # `token_env = "sk-..."`: the key itself instead of the variable's name; sources say "set <name>"
+    @dataclass
+    class Settings:
+        token_env: str = field(default="SEC_TOKEN", metadata={"help": "env var with the token"})
+
+    def items(self, window, cursor):
+        raise ProviderAuthError(f"set {self.settings.token_env} to a valid token")
+        yield
+
+    src = make_source("sec", items, kind="ledger", settings=Settings)
+    src.available = lambda self: None if self.ctx.secret(self.settings.token_env) else (
+        f"set {self.settings.token_env}")
+    config = parse_config({"sources": {"sec": {"token_env": FAKE_SECRET}}})
+    assert any("sources.sec.token_env" in w for w in config.warnings)
+    assert FAKE_SECRET not in " ".join(config.warnings)
+    skipped = run(store, [src], config=config)["sec"]
+    assert (skipped.status, skipped.message) == ("skipped", "set ***")
+    failed = run(store, [src], names=["sec"], config=config)["sec"]
+    assert failed.status == "error" and failed.message == "sec: set *** to a valid token"
+
+
+def test_blank_env_var_counts_as_not_set():
+    from tokenmeter import NeedsCredentials
+    from tokenmeter.sources import SourceContext
+
+    ctx = SourceContext("sec", env={"SEC_TOKEN": "  \n"})
+    assert ctx.secret("SEC_TOKEN") is None
+    with pytest.raises(NeedsCredentials, match="set SEC_TOKEN"):
+        ctx.require_secret("SEC_TOKEN")

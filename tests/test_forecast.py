@@ -84,3 +84,24 @@ def test_exhaustion_info_for_a_budget():
     assert (late["exhausted_on"], late["before_period_end"]) == ("2026-04-18", False)
     assert exhaustion_info(100, None, TODAY)["days_left"] is None
     assert exhaustion_info(100, None, TODAY, date(2026, 3, 31))["before_period_end"] is False
+
+
+def test_json_decimals_are_plain():
+    # a tiny or zero daily spend: str(Decimal) would write "1.43E-7" / "0E-9" into the JSON
+    series = [(date(2026, 3, d), Decimal("0.000001"), 10) for d in range(8, 15)]
+    d = forecast(series, TODAY, currency="USD").to_dict()
+    assert d["cost_per_day"] == "0.000001000"
+    zero = forecast([(date(2026, 3, 14), Decimal(0), 10)], TODAY).to_dict()
+    assert (zero["cost_per_day"], zero["projected_cost"]) == ("0.000000000", "0.000000000")
+    tiny = forecast([(date(2026, 3, 14), Decimal("0.0000001"), 10)], TODAY).to_dict()
+    assert tiny["cost_per_day"] == "0.000000100" and "E" not in tiny["projected_cost"]
+    assert exhaustion_info(1, Decimal("1E-7"), TODAY)["per_day"] == "0.0000001"
+
+
+def test_exhaustion_beyond_the_calendar_does_not_crash():
+    # a 70M-token welcome credit used at 1.43 tokens a day: ~49M days, past year 9999
+    info = exhaustion_info(Decimal(70_000_000), Decimal("1.43"), TODAY, date(2026, 12, 31))
+    assert info["days_left"] == 48951048.95 and info["exhausted_on"] is None
+    assert info["before_period_end"] is False
+    assert exhaustion_date(TODAY, float((date.max - TODAY).days)) == date.max
+    assert exhaustion_date(TODAY, float((date.max - TODAY).days + 1)) is None

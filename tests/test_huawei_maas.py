@@ -200,7 +200,8 @@ def test_dst_day_is_23_hours(clock: FakeClock) -> None:
 
 def test_today_is_partial_and_not_complete(clock: FakeClock) -> None:
     fake = FakeHuawei()
-    out = run(fake, window=Window(start=datetime(2026, 3, 14, tzinfo=UTC), end=NOW))
+    out = run(fake, window=Window(start=datetime(2026, 3, 14, tzinfo=UTC), end=NOW),
+              cursor={"region": REGION, "project_id": FAKE_PROJECT, "last_complete_day": "2026-03-13"})
     assert [r.key for r in out.records] == ["2026-03-14/2/real_time", "2026-03-15/2/real_time"]
     today = fake.statistics_bodies[1]
     assert today["start_time"] == 1773532800000 and today["end_time"] == 1773576000000  # until "now"
@@ -605,7 +606,8 @@ def test_plugin_registers_the_source() -> None:
 def test_checkpoint_cursor_after_each_day(clock: FakeClock) -> None:
     ctx = fake_context(HuaweiMaasSource.id, now=NOW, env=ENV, handler=FakeHuawei())
     source = HuaweiMaasSource(HuaweiMaasSource.Settings(**SETTINGS), ctx)
-    items = list(source.fetch(Window(datetime(2026, 3, 12, tzinfo=UTC), NOW), {}))
+    saved = {"region": REGION, "project_id": FAKE_PROJECT, "last_complete_day": "2026-03-11"}
+    items = list(source.fetch(Window(datetime(2026, 3, 12, tzinfo=UTC), NOW), saved))
     kinds = ["C" if isinstance(i, Cursor) else "R" for i in items]
     assert kinds == ["R", "C", "R", "C", "R", "C", "R", "C"]
     assert [i.state["last_complete_day"] for i in items if isinstance(i, Cursor)] == [
@@ -668,3 +670,56 @@ def test_cassettes_match_a_fresh_recording_from_the_fake_server() -> None:
         ctx.close()
     assert fake.rejected == [] and len(fake.requests) == 31
     assert live.records == replayed.records
+
+
+# -- review fixes ------------------------------------------------------------------------------
+def test_first_run_with_a_short_explicit_window_does_not_skip_the_backfill(clock: FakeClock) -> None:
+    # `fetch --from 2026-03-14` as the very first run must not mark the history complete, or the next
+    # default run would start at 03-12 and never fetch 02-14 .. 03-11 (lost after 30 days).
+    first = run(FakeHuawei(), window=Window(start=datetime(2026, 3, 14, tzinfo=UTC), end=NOW))
+    assert first.cursor == {"region": REGION, "project_id": FAKE_PROJECT, "last_complete_day": None}
+    later = run(FakeHuawei(), cursor=dict(first.cursor))
+    days = [r.key.split("/")[0] for r in later.records]
+    assert days[0] == "2026-02-14" and days[-1] == "2026-03-15" and len(days) == 30
+    assert later.cursor["last_complete_day"] == "2026-03-14"
+
+
+def test_redirects_are_not_followed_so_the_security_token_stays_home(clock: FakeClock) -> None:
+    hosts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.url.host)
+        if request.url.host == "127.0.0.1":
+            return httpx.Response(302, headers={"Location": "https://elsewhere.example/collect"})
+        return httpx.Response(200, json={"total_request_count": 1, "total_token": 1})
+
+    with pytest.raises(ProviderResponseError, match=r"^huawei-maas: HTTP 302 from 127.0.0.1:8765"):
+        run(handler, env=ENV_TOKEN, window=one_day(date(2026, 3, 14)))  # type: ignore[arg-type]
+    assert hosts == ["127.0.0.1"]  # X-Security-Token (not stripped by httpx) never left for elsewhere
+
+
+def test_401_message_names_where_the_keys_came_from(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "aksk.txt"
+    path.write_text(f"{FAKE_AK}\n{'WRONG' * 8}\n")
+    path.chmod(0o600)
+    with pytest.raises(ProviderAuthError) as err:
+        run(FakeHuawei(), {"credentials_file": str(path)}, env={})
+    assert str(err.value).startswith(f"huawei-maas: signature rejected: check the keys in {path} and the "
+                                     "system clock")
+    with pytest.raises(ProviderAuthError) as err:
+        run(FakeHuawei(), env={"HUAWEICLOUD_SDK_AK": FAKE_AK, "HUAWEICLOUD_SDK_SK": "WRONG" * 8})
+    assert "signature rejected: check HUAWEICLOUD_SDK_AK/HUAWEICLOUD_SDK_SK and the system clock" in str(
+        err.value)
+    with pytest.raises(ProviderAuthError) as err:  # an expired or foreign security token
+        run(FakeHuawei(token="ANOTHER-TOKEN"), env=ENV_TOKEN, window=one_day(date(2026, 3, 14)))
+    assert "check HW_ACCESS_KEY/HW_SECRET_KEY/HW_SECURITY_TOKEN (temporary credentials expire) and " in str(
+        err.value)
+    assert FAKE_TOKEN not in str(err.value)
+
+
+def test_rate_limited_reports_the_servers_retry_after_not_our_cap(clock: FakeClock) -> None:
+    fake = FakeHuawei(script=[(429, {}, {"Retry-After": "3600"})] * 4)
+    with pytest.raises(ProviderRateLimited) as err:
+        run(fake, window=one_day(date(2026, 3, 14)))
+    assert clock.sleeps == [120.0, 120.0, 120.0]  # each wait bounded
+    assert err.value.retry_after == 3600.0  # but the user is told when the API will take calls again

@@ -144,3 +144,130 @@ def test_reconcile_rows(tokenmeter_env):
     report = json.loads(cli_run(["report", "--month", "--json"], env={"TOKENMETER_NOW": NOW}).stdout)
     assert report["total"]["requests"] == 2 and report["total"]["cost_kind"] == "billed"
     assert "left out" in report["notes"][0]
+
+
+def test_quota_past_its_reset_no_longer_counts(tokenmeter_env):
+    # observed at 90 % at 01:00, the window reset at 05:00; at 12:00 `budget` must not exit 2 on it
+    old = QuotaSnapshot(provider="qwen", name="coding-plan/per_5h", unit="requests", used=Decimal(900),
+                        total=Decimal(1000), remaining=Decimal(100), observed_at=datetime(2026, 3, 20, 1, tzinfo=UTC),
+                        resets_at=datetime(2026, 3, 20, 5, tzinfo=UTC))
+    register(make_source("plan", [old], kind="ledger"))
+    assert cli_run(["fetch"], env={"TOKENMETER_NOW": NOW}).exit_code == 0
+    result = cli_run(["budget", "--json"], env={"TOKENMETER_NOW": NOW})
+    assert result.exit_code == 0 and json.loads(result.stdout)["budgets"] == []
+    # before the reset it counts
+    early = cli_run(["budget", "--json"], env={"TOKENMETER_NOW": "2026-03-20T03:00:00Z"})
+    assert early.exit_code == 2
+
+
+def test_forecast_period_end_of_open_credit_and_quota(tokenmeter_env):
+    plan = QuotaSnapshot(provider="qwen", name="coding-plan/per_5h", unit="requests", used=Decimal(10),
+                         total=Decimal(1000), remaining=Decimal(990), observed_at=datetime(2026, 3, 20, 11, tzinfo=UTC),
+                         resets_at=datetime(2026, 3, 20, 16, tzinfo=UTC))
+    register(usage_source(), make_source("plan", [plan], kind="ledger"))
+    write_config(tokenmeter_env, '[budgets.welcome]\nlimit = 500000\nunit = "tokens"\nfrom = 2026-03-01\n')
+    cli_run(["fetch"], env={"TOKENMETER_NOW": NOW})
+    data = json.loads(cli_run(["forecast", "--json"], env={"TOKENMETER_NOW": NOW}).stdout)
+    welcome, quota = data["budgets"]
+    # an open-ended credit does not end "today": it runs out on 2026-04-20 with nothing before that
+    assert welcome["days_left"] == 31.0 and welcome["exhausted_on"] == "2026-04-20"
+    assert welcome["period_end"] is None and welcome["before_period_end"] is None
+    # a quota window resets (today at 16:00) long before a daily rate would use it up
+    assert quota["name"] == "qwen:coding-plan/per_5h"
+    assert quota["period_end"] == "2026-03-20" and quota["before_period_end"] is False
+
+
+def test_notify_reports_missing_channel_and_failures_on_stderr(tokenmeter_env):
+    register(usage_source())
+    write_config(tokenmeter_env, '[budgets.test]\nlimit = 200000\nunit = "tokens"\n')
+    cli_run(["fetch", "usage"], env={"TOKENMETER_NOW": NOW})
+    dry = cli_run(["budget", "--notify", "--dry-run", "-f", "table"], env={"TOKENMETER_NOW": NOW})
+    assert "no [[alerts]] channel takes this alert" in dry.stdout
+    quiet = cli_run(["budget", "--notify", "-q"], env={"TOKENMETER_NOW": NOW})
+    assert quiet.exit_code == 2
+    assert quiet.stdout == "190000\t10000\t95.00\n"  # numbers only
+    assert "alert NOT sent" in quiet.stderr and "no [[alerts]] channel takes this alert" in quiet.stderr
+    write_config(tokenmeter_env, '[budgets.test]\nlimit = 200000\nunit = "tokens"\n\n'
+                                 f'[[alerts]]\ntype = "command"\ncommand = [{json.dumps(sys.executable)}, '
+                                 '"-c", "import sys; sys.stdin.read()"]\n')
+    csv = cli_run(["budget", "--notify", "--csv"], env={"TOKENMETER_NOW": NOW})
+    assert csv.exit_code == 2 and csv.stdout.splitlines()[1].startswith("test,budget,190000,")
+    assert len(csv.stdout.splitlines()) == 2  # the CSV holds no alert lines
+    assert "alert sent" in csv.stderr
+
+
+def test_forecast_without_prices_says_so(tokenmeter_env):
+    items = [rec(f"d{i}", start=MARCH + timedelta(days=i), provider="acme", model="no-price-model",
+                 input_tokens=10_000, output_tokens=0) for i in range(19)]
+    register(make_source("usage", [*items, Cursor({})]))
+    cli_run(["fetch", "usage"], env={"TOKENMETER_NOW": NOW})
+    out = cli_run(["forecast", "-f", "table"], env={"TOKENMETER_NOW": NOW}).stdout
+    assert "Spend: no priced usage" in out and "Spend: 0 " not in out
+    assert "Tokens: 190,000 so far, 10,000/day → 310,000 by 2026-03-31." in out
+
+
+def test_dashboard_charts_the_periods_own_currency(tokenmeter_env, tmp_path):
+    # February was paid in USD, March in CNY: last month's dashboard shows 4.00 USD, not "—"
+    items = [rec("feb", start=datetime(2026, 2, 10, 12, tzinfo=UTC), provider="openrouter", model="x/y",
+                 cost=Decimal("4.00"), currency="USD"),
+             rec("mar", start=datetime(2026, 3, 10, 12, tzinfo=UTC), provider="huawei-maas", model="m",
+                 cost=Decimal("9.00"), currency="CNY"), Cursor({})]
+    register(make_source("mix", items, kind="ledger"))
+    cli_run(["fetch"], env={"TOKENMETER_NOW": NOW})
+    target = tmp_path / "d.html"
+    assert cli_run(["dashboard", "--period", "last-month", "-o", str(target)],
+                   env={"TOKENMETER_NOW": NOW}).exit_code == 0
+    html = target.read_text()
+    figure = html.split('data-figure="cost"', 1)[1].split("</div></div>", 1)[0]
+    assert "4.00 USD" in figure
+    projected = html.split('data-figure="projected"', 1)[1].split("</div></div>", 1)[0]
+    assert "9.00 CNY" in projected  # this month's projection keeps its own currency
+
+
+def test_reconcile_currencies_and_unpriced_calls(tokenmeter_env):
+    day = datetime(2026, 3, 3, 1, tzinfo=UTC)
+    bill = make_source("bill", [rec("b", start=day, end=day + timedelta(hours=1), provider="dashscope-cn",
+                                    model="qwen-flash", requests=3, cost=Decimal("0.50"), currency="CNY")],
+                       kind="ledger")
+    log = make_source("log", [
+        # the log's own figure is in USD, the cn price table in CNY: two rows, never one sum
+        rec("l1", start=day + timedelta(hours=2), provider="dashscope-cn", model="qwen-flash",
+            input_tokens=100_000, output_tokens=0, cost=Decimal("0.30"), cost_kind="logged"),
+        # a call with no cost and no price: counted, not silently dropped
+        rec("l2", start=day + timedelta(hours=3), provider="acme", model="qwen-flash", requests=4),
+    ])
+    register(bill, log)
+    cli_run(["fetch"], env={"TOKENMETER_NOW": NOW})
+    rows = json.loads(cli_run(["reconcile", "--json"], env={"TOKENMETER_NOW": NOW}).stdout)["rows"]
+    cny, usd = rows
+    assert (cny["currency"], Decimal(cny["billed"]), cny["logged"]) == ("CNY", Decimal("0.5"), None)
+    assert Decimal(cny["estimated"]) == Decimal("0.015")  # 100k input tokens × 0.15 CNY per 1M
+    assert cny["billed_minus_estimated"] is not None and cny["unpriced_log_requests"] == 4
+    assert (usd["currency"], Decimal(usd["logged"]), usd["estimated"]) == ("USD", Decimal("0.3"), None)
+
+
+def test_alert_filtered_out_by_channel_levels_is_not_a_failure(tokenmeter_env, tmp_path):
+    # only critical alerts wanted: a warning is left out on purpose, not reported as a failure each run
+    register(usage_source())
+    write_config(tokenmeter_env, '[budgets.test]\nlimit = 300000\nunit = "tokens"\n\n'
+                                 f'[[alerts]]\ntype = "command"\nlevels = ["critical"]\ncommand = '
+                                 f'[{json.dumps(sys.executable)}, "-c", "import sys; sys.stdin.read()"]\n')
+    cli_run(["fetch", "usage"], env={"TOKENMETER_NOW": NOW})
+    quiet = cli_run(["budget", "--notify", "-q"], env={"TOKENMETER_NOW": NOW})
+    assert quiet.exit_code == 1 and quiet.stderr == ""
+    table = cli_run(["budget", "--notify", "-f", "table"], env={"TOKENMETER_NOW": NOW})
+    assert "alert not routed" in table.stdout and "no [[alerts]] channel takes warning alerts" in table.stdout
+    assert table.stderr == ""
+
+
+def test_forecast_csv_has_plain_numbers(tokenmeter_env):
+    register(usage_source())
+    write_config(tokenmeter_env, '[budgets.test]\nlimit = 300000\nunit = "tokens"\n'
+                                 '[budgets.idle]\nlimit = 5\ncurrency = "USD"\n')
+    cli_run(["fetch", "usage"], env={"TOKENMETER_NOW": NOW})
+    out = cli_run(["forecast", "--csv"], env={"TOKENMETER_NOW": NOW}).stdout.splitlines()
+    assert out == [
+        "name,kind,unit,remaining,per_day,days_left,exhausted_on,period_end",
+        "test,budget,tokens,110000,10000.00,11.0,2026-03-31,2026-03-31",
+        "idle,budget,USD,4.924,0.004000000,1231.0,2029-08-02,2026-03-31",  # estimated from qwen-plus prices
+    ]

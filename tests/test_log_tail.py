@@ -286,3 +286,43 @@ def test_real_host_after_a_kill_gives_identical_totals(tmp_path: Path, monkeypat
         store.close()
     assert len(rows) == 160
     assert sum(r["input_tokens"] for r in rows) == 40 * (1 + 2 + 3 + 4)
+
+
+def test_a_line_without_end_is_skipped_with_bounded_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Garbage without newlines (e.g. NUL blocks after a crash) is skipped, not held in memory."""
+    monkeypatch.setattr(tail, "BLOCK_SIZE", 256)
+    monkeypatch.setattr(tail, "MAX_LINE", 1000, raising=False)
+    p = tmp_path / "u.tsv"
+    with open(p, "w") as f:
+        f.write(HEADER + "\n" + row(1) + "\n" + "\0" * 5000 + "\n" + row(2) + "\n" + "\0" * 3000)
+    store = FakeStore()
+    n, ctx = store.run(DashscopeLogSource, {"paths": [str(p)]})
+    assert n == 2 and sorted(r.output_tokens for r in store.rows.values()) == [1, 2]
+    assert ctx.skipped == 1 and ctx.skip_examples == [f"{p}:3: line longer than 1000 bytes"]
+    entry = store.cursor["files"][str(p)]
+    assert entry["size"] == p.stat().st_size  # unchanged next time: not scanned again
+    assert entry["offset"] == p.stat().st_size - 3000  # the unfinished garbage is not passed
+    assert store.run(DashscopeLogSource, {"paths": [str(p)]})[0] == 0
+    with open(p, "a") as f:  # the garbage line ends; a good line follows
+        f.write("\n" + row(3) + "\n")
+    n, ctx = store.run(DashscopeLogSource, {"paths": [str(p)]})
+    assert n == 1 and ctx.skip_examples == [f"{p}:5: line longer than 1000 bytes"]
+    assert len(store.rows) == 3
+
+
+def test_a_checkpoint_keeps_the_place_in_files_not_read_yet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kill after a checkpoint must not send files that were not reached yet back to byte 0."""
+    a, b = tmp_path / "a.tsv", tmp_path / "b.tsv"
+    write(a, [row(i) for i in range(10)])
+    write(b, [row(i, tokens=7) for i in range(10)])
+    settings = {"paths": [str(tmp_path / "*.tsv")]}
+    store = FakeStore()
+    store.run(DashscopeLogSource, settings)
+    write(a, [row(i) for i in range(10, 20)], header=False, mode="a")
+    write(b, [row(i, tokens=7) for i in range(10, 12)], header=False, mode="a")
+    monkeypatch.setattr(tail, "CHECKPOINT_RECORDS", 5)  # a checkpoint once a.tsv is read
+    store.run(DashscopeLogSource, settings, kill_after_checkpoints=1)
+    assert store.cursor["files"][str(b)]["offset"] < b.stat().st_size  # b's old place is kept
+    n, _ = store.run(DashscopeLogSource, settings)
+    assert n == 2  # only b's two new lines, not all of b again
+    assert len(store.rows) == 32

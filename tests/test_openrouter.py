@@ -575,3 +575,12 @@ def test_cassettes_hold_no_key():
         assert MANAGEMENT_KEY not in text and API_KEY not in text and "FAKE-" not in text
         assert "Bearer" not in text and not REAL_KEY_SHAPE.search(text)
         assert "authorization" not in text.lower()
+
+
+def test_error_messages_stay_on_one_line():
+    fake = FakeOpenRouter(today=NOW.date(), faults=[
+        Fault("/activity", 403, error(403, "Forbidden:\n  workspace policy\r\ndenies /activity\n"))])
+    with pytest.raises(ProviderAuthError) as info:
+        run(fake, window=DAY14)
+    assert str(info.value) == ("openrouter: HTTP 403 from OpenRouter on /activity (Forbidden: workspace policy "
+                               "denies /activity): check the permissions of OPENROUTER_MANAGEMENT_KEY")

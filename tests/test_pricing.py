@@ -596,3 +596,39 @@ def test_the_documented_toml_example_loads():
         output_tokens=1_000,
     )
     assert (ft.cost, ft.currency) == (Decimal("0.02"), "CNY")  # 10k × 1 + 30k × 0.2 + 1k × 4
+
+
+# ---- currencies never mixed with regions ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"region": "cn", "currency": "USD"}, 'prices."qwen-max".currency: "USD" does not match region cn (CNY)'),
+        (
+            {"provider": "qwen-beijing", "currency": "usd"},
+            'prices."qwen-max".currency: "usd" does not match region cn (CNY) of provider qwen-beijing',
+        ),
+    ],
+)
+def test_override_currency_must_match_its_region(entry, message):
+    with pytest.raises(ConfigError) as info:
+        validate_overrides({"qwen-max": {"input": 1, "output": 2, **entry}})
+    assert str(info.value).startswith(message)
+
+
+def test_an_override_never_prices_a_region_of_another_currency():
+    usd = PriceBook.load(overrides={"qwen-max": {"input": 1, "output": 2}})  # USD, any provider
+
+    def at(book, provider):
+        return book.estimate(
+            model="qwen-max", provider=provider, day=DAY, input_tokens=1_000_000, output_tokens=0
+        )
+
+    assert (at(usd, "qwen").cost, at(usd, "qwen").currency) == (Decimal(1), "USD")
+    assert (at(usd, "some-proxy").cost, at(usd, "some-proxy").currency) == (Decimal(1), "USD")
+    china = at(usd, "qwen-beijing")  # a CNY region keeps its CNY price, never a USD one
+    assert (china.cost, china.currency, china.entry.origin) == (Decimal("2.4"), "CNY", "bundled")
+    cny = PriceBook.load(overrides={"qwen-max": {"input": 1, "output": 2, "currency": "CNY"}})
+    assert (at(cny, "qwen-beijing").currency, at(cny, "qwen-beijing").entry.origin) == ("CNY", "config")
+    assert (at(cny, "qwen").currency, at(cny, "qwen").entry.origin) == ("USD", "bundled")

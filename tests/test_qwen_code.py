@@ -350,3 +350,88 @@ def test_demo_data_reads_to_its_expected_totals() -> None:
     assert got.ctx.skipped == 0
     assert by_day_model(got.records) == expected_rows(expected)
     assert totals(got.records) == expected["totals"]
+
+
+# -- review fixes -----------------------------------------------------------------------------------
+
+def upstream_line(uuid: str, usage: dict[str, Any], *, model_first: bool = True) -> str:
+    """Qwen Code's own key order: createBaseRecord() (provenance before cwd), then model, message, usage."""
+    rec: dict[str, Any] = {"uuid": uuid, "parentUuid": None, "sessionId": "s1",
+                           "timestamp": "2026-03-02T10:00:00.000Z", "type": "assistant",
+                           "provenance": "assistant_output", "cwd": "/home/me/app", "version": "0.16.0",
+                           "gitBranch": "main"}
+    msg = {"role": "model", "parts": [{"text": "hi"}]}
+    if model_first:
+        rec.update({"model": "qwen3-coder-plus", "message": msg})
+    else:
+        rec.update({"message": msg, "model": "qwen3-coder-plus"})
+    rec.update({"usageMetadata": usage, "contextWindowSize": 1000000})
+    return json.dumps(rec, separators=(",", ":"))
+
+
+@pytest.mark.parametrize("model_first", [True, False])
+def test_upstream_key_order_takes_the_fast_path_with_the_same_answer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_first: bool) -> None:
+    from tokenmeter_plugins.dashscope_log import qwen_code
+
+    lines = [upstream_line("a", U(1000, 50, t=200, total=1250), model_first=model_first),
+             upstream_line("b", {"cachedContentTokenCount": 10, "promptTokenCount": 100,
+                                 "candidatesTokenCount": 5, "totalTokenCount": 105}, model_first=model_first)]
+    slow = one(tmp_path / "slow", *lines).records
+
+    class NoJson:  # the fast path must not need json.loads for lines in Qwen Code's own shape
+        @staticmethod
+        def loads(data: Any) -> Any:
+            if b'"uuid"' in data:
+                raise AssertionError("json.loads of a whole line")
+            return json.loads(data)  # the small usage object itself is fine
+
+    monkeypatch.setattr(qwen_code, "json", NoJson)
+    fast = one(tmp_path / "fast", *lines).records
+    assert fast == slow
+    assert [(r.key, r.model, r.project, r.session) + fields(r) for r in fast] == [
+        ("a", "qwen3-coder-plus", "/home/me/app", "s1", 1000, 0, 250, 200, 1250),
+        ("b", "qwen3-coder-plus", "/home/me/app", "s1", 100, 10, 5, None, 105)]
+
+
+def test_out_of_range_values_are_skipped_not_fatal(tmp_path: Path) -> None:
+    """A corrupt number or date must cost one line, not the whole source (SQLite ints are 64-bit)."""
+    from tokenmeter.fetch import run_one
+    from tokenmeter.store import Store
+
+    huge = 10**20
+    write_tree(tmp_path / "q", {"s1.jsonl": [
+        line("g1", usage=U(10, 1)),
+        line("f1", usage=U(huge, 1, total=huge + 1)),  # fast path
+        line("j1", usage=U(huge, 1, total=huge + 1), order="other"),  # json path
+        line("f2", usage=U(10, 1), ts="9999-12-31T23:00:00-05:00"),
+        line("j2", usage=U(10, 1), ts="0001-01-01T00:30:00+01:00", order="other"),
+        line("g2", usage=U(20, 2)),
+    ]})
+    store = Store.open(tmp_path / "t.db")
+    try:
+        result = run_one(store, QwenCodeSource, {"roots": [str(tmp_path / "q")]}, ctx=fake_context("qwen-code"))
+        rows = store.usage_rows(source="qwen-code")
+    finally:
+        store.close()
+    assert (result.status, result.message) == ("ok", "")
+    assert sorted(r["key"] for r in rows) == ["g1", "g2"]
+    assert result.skipped_lines == 4
+    assert [e.split(": ", 1)[1] for e in result.skip_examples] == [
+        "token count over 10^12", "token count over 10^12",
+        "bad timestamp '9999-12-31T23:00:00-05:00'", "bad timestamp '0001-01-01T00:30:00+01:00'"]
+
+
+def test_deeply_nested_garbage_is_skipped_not_fatal(tmp_path: Path) -> None:
+    deep = b"[" * 100_000
+    data = b"\n".join([
+        line("g1", usage=U(10, 1)).encode(),
+        deep,  # no usage: only checked
+        b'{"uuid":"x","usageMetadata":' + deep,  # looks like a call: parsed
+        line("g2", usage=U(20, 2)).encode(),
+    ]) + b"\n" + deep  # an unterminated last line
+    write_tree(tmp_path / "q", {"s1.jsonl": data})
+    got = collect(QwenCodeSource, {"roots": [str(tmp_path / "q")]})
+    assert [r.key for r in got.records] == ["g1", "g2"]
+    assert got.ctx.skipped == 2
+    assert [e.rsplit(":", 2)[1:] for e in got.ctx.skip_examples] == [["2", " corrupt JSON"], ["3", " corrupt JSON"]]

@@ -526,3 +526,67 @@ def test_settings_out_of_range_are_config_errors():
     table = {"timeout": 90, "command": "/opt/q"}
     settings = build_settings(QwenCloudSource.Settings, table, "sources.qwencloud")
     assert (settings.timeout, settings.command) == (90.0, "/opt/q")
+
+
+def test_deeply_nested_garbage_is_a_one_line_error(tmp_path, monkeypatch, calls):
+    folder = tmp_path / "deep"
+    folder.mkdir()
+    monkeypatch.setenv("FAKE_QWENCLOUD_DIR", str(folder))
+    deep = "[" * 100_000
+    (folder / "routes.json").write_text(json.dumps([
+        {"command": ["usage", "payg"], "stdout": deep, "exit": 0},
+        {"command": ["auth", "status"], "stdout": deep, "stderr": '{"error":' + deep, "exit": 1},
+    ]))
+    with pytest.raises(SourceDataError, match=r"^`qwencloud usage payg` printed something that is not JSON"):
+        run()
+    ok, message = QwenCloudSource(QwenCloudSource.Settings(command=FAKE), fake_context("qwencloud")).health()
+    assert not ok and message.startswith('`qwencloud auth status` failed with exit 1: {"error":[[[')
+    assert "\n" not in message and len(message) < 300
+
+
+def test_children_left_behind_are_ended_and_do_not_delay(tmp_path):
+    """A CLI that leaves a child holding its output pipes (e.g. an update check) must not stall the run."""
+    pid_file = tmp_path / "child.pid"
+    cli = tmp_path / "qwencloud"
+    cli.write_text("#!/bin/sh\n"
+                   f"sleep 30 &\necho $! > {pid_file}\n"
+                   "echo '{\"authenticated\":true,\"server_verified\":true}'\n")
+    cli.chmod(0o755)
+    began = time.monotonic()
+    ok, message = QwenCloudSource(QwenCloudSource.Settings(command=str(cli)), fake_context("qwencloud")).health()
+    assert time.monotonic() - began < 3
+    assert (ok, message) == (True, "logged in")
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:  # killed: gone, or a zombie until its new parent reaps it
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            break
+        if state == "Z":
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail(f"the CLI's child {pid} is still running")
+
+
+def test_wrongly_typed_documents_give_a_clear_error_or_are_skipped(tmp_path, monkeypatch, calls):
+    folder = tmp_path / "typed"
+    folder.mkdir()
+    monkeypatch.setenv("FAKE_QWENCLOUD_DIR", str(folder))
+    empty_payg = json.dumps({"pay_as_you_go": {"models": [], "total": {"cost": 0, "currency": "USD"}}})
+    item = {"requestId": "r1", "model": "qwen-plus", "createdAt": "2026-11-20T10:00:00+00:00",
+            "statusCode": 200, "usages": 7}
+    (folder / "routes.json").write_text(json.dumps([
+        {"command": ["usage", "payg"], "options": {"--from": "2026-10-01"}, "stdout": '{"pay_as_you_go":[1]}'},
+        {"command": ["usage", "payg"], "stdout": empty_payg},
+        {"command": ["usage", "summary"], "stdout": '{"free_tier":7,"coding_plan":{"subscribed":false}}'},
+        {"command": ["usage", "logs"], "stdout": json.dumps({"totalCount": 1, "items": [item]})},
+    ]))
+    with pytest.raises(SourceDataError, match=r"^`qwencloud usage payg` printed pay_as_you_go that is not an object"):
+        run()
+    out = run({"backfill_months": 1})  # November only: an empty month, then the summary
+    assert out.records == [] and out.snapshots == []
+    logs = collect(QwenCloudLogsSource, {"request_logs": True, "command": FAKE},
+                   ctx=fake_context("qwencloud-logs", now=NOW))
+    assert [(r.key, r.input_tokens, r.requests) for r in logs.records] == [("req/r1", None, 1)]

@@ -280,3 +280,13 @@ def test_event_like_ledger_record_covers_its_utc_day(store):
 
 def test_no_notes_without_overlap(mixed):
     assert usage_report(mixed, MARCH).notes == []
+
+
+def test_overlap_note_counts_calls_without_a_request_count(store):
+    day = datetime(2026, 3, 5, tzinfo=UTC)
+    put(store, "qwen-bill", [rec("bill", start=day, end=day + timedelta(days=1), requests=10, cost="1")],
+        kind="ledger")
+    put(store, "tsv-log", [rec("l1", start=at(5, 3), requests=3), rec("l2", start=at(5, 4), requests=None),
+                           rec("l3", start=at(5, 5), requests=None)])
+    (note,) = usage_report(store, MARCH).notes
+    assert note.startswith("5 requests from local logs were left out")

@@ -403,3 +403,76 @@ def test_rows_inserted_by_hand_show_after_rollup_rebuild(tmp_path):
     assert result.exit_code == 0 and "rebuilt 1 rollup buckets" in result.stdout
     report = json.loads(cli_run(["--db", str(db), "report", "--all", "--json", "--offline"]).stdout)
     assert report["total"]["requests"] == 7
+
+
+def test_counts_right_when_another_writer_commits_between_checkpoints(tmp_path):
+    # cron and a person fetch into one database: the other run's rows are not ours to count
+    path = tmp_path / "two.db"
+    ours, theirs = Store.open(path), Store.open(path)
+    session = ours.session("a", "log")
+    session.add(rec("a1"))
+    session.checkpoint({"n": 1})
+    write(theirs, [rec(f"b{i}") for i in range(5)], source="b")
+    session.add(rec("a1"))  # unchanged
+    session.add(rec("a2"))  # new
+    session.finish({"n": 2})
+    assert (session.counts.new, session.counts.updated, session.counts.unchanged) == (2, 0, 1)
+    ours.close()
+    theirs.close()
+
+
+def test_merge_twice_with_a_report_in_between_changes_nothing(tmp_path):
+    from tokenmeter.periods import Period
+    from tokenmeter.reports import usage_report
+
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    _db(a, [rec("x", account="m1")])
+    _db(b, [rec("y", account="m2", start=T0 + timedelta(days=1))])
+    with Store.open(a) as s:
+        assert s.merge(b)["usage"] == 1
+        usage_report(s, Period(None, None, UTC))  # rebuilds the rollup
+        assert s.merge(b) == {"usage": 0, "quota_snapshots": 0, "changes": 0}
+        assert s.refresh_rollup() == 0  # nothing to recompute either
+
+
+def test_report_while_another_run_holds_the_write_lock_is_a_clear_error(tmp_path):
+    from tokenmeter.periods import Period
+    from tokenmeter.reports import usage_report
+
+    path = tmp_path / "busy.db"
+    writer = Store.open(path)
+    write(writer, [rec("a")])  # leaves rollup buckets to recompute
+    session = writer.session("src", "log")
+    session.add(rec("b"))
+    session.flush()  # a long fetch between checkpoints holds the write lock
+    with Store.open(path) as reader:
+        reader.conn.execute("PRAGMA busy_timeout = 50")
+        with pytest.raises(StoreError, match=r"^database .*busy\.db is busy: another tokenmeter run is "
+                                             r"writing to it; try again when it has finished$"):
+            usage_report(reader, Period(None, None, UTC))
+        other = tmp_path / "other.db"
+        _db(other, [rec("c", account="m2")])
+        with pytest.raises(StoreError, match="is busy"):
+            reader.merge(other)
+    session.abort()
+    writer.close()
+
+
+def test_rollup_rebuild_drops_buckets_whose_rows_moved_by_hand(tmp_path):
+    # INSERT OR REPLACE (e.g. in the sqlite3 shell) deletes the old row without firing delete triggers
+    from helpers_host import cli_run
+
+    db = tmp_path / "moved.db"
+    store = Store.open(db)
+    write(store, [rec("a", start=T0, requests=2)])
+    store.refresh_rollup()
+    cur = store.conn.execute("SELECT * FROM usage")
+    moved = dict(zip([d[0] for d in cur.description], cur.fetchone(), strict=True))
+    moved["start_ts"] += 86400
+    store.conn.execute("PRAGMA recursive_triggers = OFF")  # SQLite's default
+    store.conn.execute(f"INSERT OR REPLACE INTO usage ({', '.join(repr(c) for c in moved)}) VALUES "
+                       f"({', '.join('?' * len(moved))})", list(moved.values()))
+    store.close()
+    assert cli_run(["--db", str(db), "db", "migrate", "--rebuild"]).exit_code == 0
+    report = json.loads(cli_run(["--db", str(db), "report", "--all", "--by", "day", "--json", "--offline"]).stdout)
+    assert [(r["day"], r["requests"]) for r in report["rows"]] == [("2026-03-11", 2)]

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import time
@@ -42,7 +43,7 @@ from typing import Any
 
 import httpx
 
-from .budgets import BudgetStatus, format_amount
+from .budgets import BudgetStatus, format_amount, plain_decimal
 from .errors import ConfigError
 
 __all__ = [
@@ -65,6 +66,15 @@ DISCORD_COLORS = {"ok": 0x2E7D32, "warning": 0xE0A800, "critical": 0xD32F2F}
 ATTEMPTS = 3
 BACKOFF = 1.0  # seconds before the 2nd attempt; doubles
 MAX_RETRY_AFTER = 30.0
+
+
+_URL = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)(?:[^/\s'\"@]*@)?([^/\s'\"?#]*)[^\s'\"]*")
+
+
+def hide_urls(text: str) -> str:
+    """Every URL in ``text`` cut to ``scheme://host/…``: webhook URLs are secrets (their path, query
+    or user info holds the token), so nothing printed (``--dry-run``, errors) shows more."""
+    return _URL.sub(lambda m: f"{m.group(1)}{m.group(2)}/…", text)
 
 
 # -- channels ------------------------------------------------------------------------------------
@@ -115,7 +125,7 @@ class WebhookChannel(_ChannelBase):
         """Where it goes, safe to print: the host only (webhook paths often hold a secret)."""
         if self.url is None:
             return f"${self.url_env}"
-        return f"{httpx.URL(self.url).scheme}://{httpx.URL(self.url).host}/…"
+        return hide_urls(self.url)
 
 
 @dataclass(frozen=True)
@@ -126,7 +136,8 @@ class CommandChannel(_ChannelBase):
     type: str = "command"
 
     def target(self) -> str:
-        return self.command if isinstance(self.command, str) else shlex.join(self.command)
+        """The command, safe to print: URLs in it (a curl to a webhook) show their host only."""
+        return hide_urls(self.command if isinstance(self.command, str) else shlex.join(self.command))
 
 
 Channel = WebhookChannel | CommandChannel
@@ -274,9 +285,9 @@ def _generic(alert: Alert) -> dict[str, Any]:
         "kind": s.kind,
         "budget": s.name,
         "level": s.level,
-        "used": str(s.used),
-        "limit": str(s.limit),
-        "remaining": str(s.remaining),
+        "used": plain_decimal(s.used),
+        "limit": plain_decimal(s.limit),
+        "remaining": plain_decimal(s.remaining),
         "percent": float(s.percent),
     }
     body["currency" if s.is_money else "unit"] = s.unit
@@ -436,7 +447,7 @@ def _run(alert: Alert, ch: CommandChannel, sleep: Callable[[float], None], env: 
             if done.returncode == 0:
                 return DeliveryResult(ch.label, alert.key, True, attempt)
             last = (done.stderr or "").strip().splitlines()
-            error = f"command exited with {done.returncode}" + (f": {last[-1][:160]}" if last else "")
+            error = f"command exited with {done.returncode}" + (f": {hide_urls(last[-1])[:160]}" if last else "")
         if attempt < attempts:
             sleep(BACKOFF * 2 ** (attempt - 1))
     return DeliveryResult(ch.label, alert.key, False, attempts, _gave_up(error, attempts))

@@ -134,14 +134,14 @@ class BudgetStatus:
         return LEVELS.index(self.level)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: Decimals as strings, dates ISO (what the dashboard and ``--json`` take)."""
+        """JSON-ready: Decimals as plain decimal strings (as in reports), dates ISO."""
         return {
             "name": self.name,
             "kind": self.kind,
             "provider": self.provider,
-            "used": str(self.used),
-            "limit": str(self.limit),
-            "remaining": str(self.remaining),
+            "used": plain_decimal(self.used),
+            "limit": plain_decimal(self.limit),
+            "remaining": plain_decimal(self.remaining),
             "percent": str(self.percent),
             "level": self.level,
             "unit": self.unit,
@@ -154,6 +154,11 @@ class BudgetStatus:
             },
             "resets_at": self.resets_at.isoformat() if self.resets_at else None,
         }
+
+
+def plain_decimal(value: Decimal) -> str:
+    """``1.9``, ``190000``, ``0.0000005``: never exponent notation (``str`` gives ``1.9E+5``, ``5E-7``)."""
+    return format(value.normalize(), "f") if value else "0"
 
 
 # -- parsing -------------------------------------------------------------------------------------
@@ -388,15 +393,17 @@ def _aware(value: Any) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def quota_statuses(snapshots: Iterable[Any]) -> list[BudgetStatus]:
+def quota_statuses(snapshots: Iterable[Any], now: datetime | None = None) -> list[BudgetStatus]:
     """Turn quota snapshots (``QuotaSnapshot`` objects or dicts with the same keys) into statuses.
 
     The limit is ``total``, else ``used + remaining``; used is ``used``, else ``total - remaining``.
     Snapshots where neither can be worked out (only a balance) are skipped: no percentage exists.
     Default thresholds apply. The name is ``provider:name`` (``provider:account:name`` with an
     account); the period key is the reset hour (UTC), else the total, so a reset or a top-up
-    allows alerts again.
+    allows alerts again. With ``now``, a snapshot whose ``resets_at`` has passed is skipped: its
+    figures describe a window that is over (until the next fetch observes the new one).
     """
+    now = _aware(now)
     statuses = []
     for snap in snapshots:
         used, remaining, total = (_optional_decimal(_get(snap, k)) for k in ("used", "remaining", "total"))
@@ -409,6 +416,8 @@ def quota_statuses(snapshots: Iterable[Any]) -> list[BudgetStatus]:
             continue
         provider, account, name = _get(snap, "provider"), _get(snap, "account"), _get(snap, "name")
         resets_at = _aware(_get(snap, "resets_at"))
+        if now is not None and resets_at is not None and resets_at <= now:
+            continue
         key = resets_at.astimezone(UTC).strftime("resets %Y-%m-%dT%H") if resets_at else f"total {limit}"
         percent, level = _level(used, limit, DEFAULT_WARN, DEFAULT_CRITICAL)
         statuses.append(

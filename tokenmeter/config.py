@@ -31,6 +31,7 @@ APP = "tokenmeter"
 TOP_LEVEL = {"tokenmeter", "sources", "budgets", "alerts", "prices"}
 TOKENMETER_KEYS = {"database", "timezone", "refresh_after"}
 _SECRETISH = re.compile(r"(^|_)(api_?key|key|secret|password|token|access_?key|secret_?key|ak|sk)$", re.I)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _home() -> Path | None:
@@ -190,6 +191,11 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
                 cfg.warnings.append(
                     f"sources.{sid}.{key} holds a literal secret; prefer an environment variable"
                 )
+            elif key.endswith("_env") and not env_var_name(value):  # never echo it: it may be the key
+                cfg.warnings.append(
+                    f"sources.{sid}.{key} is not an environment variable name (did you paste the secret "
+                    "itself?); give the name of the variable that holds it"
+                )
         cfg.sources[sid] = dict(table)
     budgets = data.get("budgets", {})
     _table(budgets, "budgets")
@@ -217,6 +223,11 @@ def _validate_sections(cfg: Config) -> None:
         value = getattr(cfg, section)
         if value:
             getattr(importlib.import_module(f"tokenmeter.{module}"), func)(value)
+
+
+def env_var_name(value: Any) -> bool:
+    """Whether ``value`` can name an environment variable (a pasted API key cannot)."""
+    return isinstance(value, str) and _ENV_NAME.fullmatch(value) is not None
 
 
 def _table(value: Any, where: str) -> None:

@@ -336,7 +336,9 @@ def _summary(data: Mapping[str, Any], currency: str | None, charts: Mapping[str,
     ]
     fc = data.get("forecast") or {}
     if fc.get("projected_cost") is not None or fc.get("projected_tokens") is not None:
-        cards.append(("projected", "Projected month-end", fmt_money(fc.get("projected_cost"), currency),
+        # the forecast is for the current month, in its own currency (not always the period's)
+        cards.append(("projected", "Projected month-end",
+                      fmt_money(fc.get("projected_cost"), fc.get("currency") or currency),
                       _e(f"{fmt_compact(fc.get('projected_tokens'))} tokens")))
     html = ['<section class="figures" id="summary" aria-label="Summary">']
     for key, label, value, detail in cards:

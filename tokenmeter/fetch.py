@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .config import Config, build_settings, machine_id
+from .config import Config, build_settings, env_var_name, machine_id
 from .errors import ConfigError, InvalidRecord, ProviderError, TokenmeterError
 from .records import Cursor, QuotaSnapshot, UsageRecord
 from .sources import Source, SourceContext, Window
@@ -161,19 +161,22 @@ def select_sources(
         if not config.source_enabled(sid):
             skipped.append(SourceResult(sid, "skipped", message="disabled in config"))
             continue
+        ctx = make_context(config, sid)
         try:
             settings = build_settings(cls.Settings, config.source_table(sid), f"sources.{sid}")
-            reason = cls(settings, make_context(config, sid)).available()
+            reason = cls(settings, ctx).available()
+        except ConfigError:
+            run.append(cls)  # run it so the config error is reported properly
+            continue
         except TokenmeterError as exc:
-            reason = None if isinstance(exc, ConfigError) else str(exc)
-            if isinstance(exc, ConfigError):
-                run.append(cls)  # run it so the config error is reported properly
-                continue
+            reason = str(exc)
         except Exception:  # a buggy check must not stop the others: run it, so a real failure is reported
             run.append(cls)
             continue
+        finally:
+            ctx.close()
         if reason:
-            skipped.append(SourceResult(sid, "skipped", message=reason))
+            skipped.append(SourceResult(sid, "skipped", message=_redact(reason, ctx.secrets)))
         else:
             run.append(cls)
     return run, skipped
@@ -182,13 +185,17 @@ def select_sources(
 def make_context(config: Config, source_id: str, now: datetime | None = None) -> SourceContext:
     from .config import data_dir, fixed_now
 
-    return SourceContext(
+    ctx = SourceContext(
         source_id,
         now=now or fixed_now(),
         timezone=config.timezone,
         machine_id=machine_id(),
         data_dir=data_dir() / "sources" / source_id,
     )
+    for key, value in config.source_table(source_id).items():
+        if key.endswith("_env") and isinstance(value, str) and not env_var_name(value):
+            ctx.add_secret(value)  # a key pasted where its variable's name belongs: redact it everywhere
+    return ctx
 
 
 def run_fetch(

@@ -72,7 +72,7 @@ class Forecast:
         """JSON-ready (Decimals as strings, dates ISO)."""
 
         def s(v: Any) -> Any:
-            return None if v is None else str(v) if isinstance(v, Decimal) else v
+            return _plain(v) if isinstance(v, Decimal) else v
 
         return {
             "today": self.today.isoformat(),
@@ -93,6 +93,11 @@ class Forecast:
             "projected_cost": s(self.projected_cost),
             "projected_tokens": self.projected_tokens,
         }
+
+
+def _plain(value: Decimal) -> str:
+    """A decimal string without exponent notation (``str`` turns 0.0000001 into ``1.00E-7``)."""
+    return format(value, "f")
 
 
 def _point(item: Any) -> DailyPoint:
@@ -193,8 +198,9 @@ def days_until_exhausted(
 
 
 def exhaustion_date(today: date, days: float | None) -> date | None:
-    """The calendar day on which a budget with ``days`` left runs out (today counts as day 0)."""
-    if days is None:
+    """The calendar day on which a budget with ``days`` left runs out (today counts as day 0);
+    None when unknown or past the calendar's end (a 70M credit at a few tokens a day)."""
+    if days is None or days >= (date.max - today).days + 1:
         return None
     return today + timedelta(days=int(days))
 
@@ -217,7 +223,7 @@ def exhaustion_info(
     if period_end is not None:
         before = when is not None and when <= period_end
     return {
-        "per_day": None if daily_rate is None else str(daily_rate),
+        "per_day": None if daily_rate is None else _plain(Decimal(str(daily_rate))),
         "days_left": None if days is None else round(days, 2),
         "exhausted_on": when.isoformat() if when else None,
         "period_end": period_end.isoformat() if period_end else None,

@@ -23,6 +23,7 @@ from .store import Store, now_iso
 __all__ = ["budget_statuses", "dashboard_data", "forecast_data", "notify"]
 
 FORECAST_WINDOW = 7
+NO_CHANNEL = "no [[alerts]] channel takes this alert (add one to the config, see config.example.toml)"
 
 
 def _used(store: Store, budget: Budget, window: tuple[date, date], tz: tzinfo) -> Decimal:
@@ -44,7 +45,8 @@ def budget_statuses(store: Store, config: Config, now: datetime, tz: tzinfo) -> 
     for budget in parse_budgets(config.budgets):
         window = budget_window(budget, now, tz)
         statuses.append(evaluate(budget, _used(store, budget, window, tz), window=window))
-    statuses.extend(quota_statuses(store.snapshots(latest=True)))
+    # a snapshot whose window has reset since it was taken no longer says anything (exit 2 forever)
+    statuses.extend(quota_statuses(store.snapshots(latest=True), now=now))
     return statuses
 
 
@@ -86,13 +88,16 @@ def forecast_data(store: Store, config: Config, now: datetime, tz: tzinfo,
             filters = Filters(provider=f.get("provider"), source=f.get("source"), model=f.get("model"))
             measure = b.measure
             cur = b.currency
+            # a one-time credit without `to` has no end (its window runs "until today"), so it
+            # cannot reset or lapse before it runs out; periods and fixed `to` dates can
+            end = status.period_to if b.period is not None or b.end is not None else None
         else:
             filters = _quota_filters(status)
             measure = "cost" if status.is_money else "requests" if status.unit == "requests" else "tokens"
             cur = status.unit if status.is_money else None
+            end = status.resets_at.astimezone(tz).date() if status.resets_at else None
         s, _ = _series(store, today, tz, filters, cur or currency, window)
         rate = forecast(s, today, window=window, currency=cur).rate_for(measure)
-        end = status.period_to if status.kind == "budget" else None
         out.append(status.to_dict() | exhaustion_info(status.remaining, rate, today, end))
     return {"forecast": overall.to_dict(), "budgets": out}
 
@@ -120,9 +125,14 @@ def notify(store: Store, statuses: Iterable[BudgetStatus], channels: Sequence[Ch
                 "INSERT OR REPLACE INTO alert_state (budget, level, period, sent_at) VALUES (?, ?, ?, ?)",
                 (*alert.key, now_iso()),
             )
-        results.append({"alert": alert.message, "sent": ok,
-                        "deliveries": [{"channel": d.channel, "ok": d.ok, "attempts": d.attempts,
-                                        "error": d.error} for d in deliveries]})
+        result = {"alert": alert.message, "sent": ok,
+                  "deliveries": [{"channel": d.channel, "ok": d.ok, "attempts": d.attempts,
+                                  "error": d.error} for d in deliveries]}
+        if not targets and not channels:  # --notify without any channel: say why nothing went out
+            result["error"] = NO_CHANNEL
+        elif not targets:  # the channels' levels/budgets filters leave it out on purpose: no failure
+            result["skipped"] = f"no [[alerts]] channel takes {alert.level} alerts for '{alert.budget}'"
+        results.append(result)
     return results
 
 
@@ -142,7 +152,12 @@ def dashboard_data(store: Store, config: Config, period: Period, now: datetime,
     statuses = budget_statuses(store, config, now, tz)
     fc = forecast_data(store, config, now, tz, statuses)
     summary = total.total
-    currency = fc["forecast"]["currency"] or next((t["currency"] for t in summary if t["currency"]), None)
+    # chart the period's own money: the forecast's currency (this month's) when the period has it,
+    # else the period's largest (a last-month dashboard must not chart a currency it never used)
+    priced = [t for t in summary if t["currency"] and t["cost"] is not None]
+    currency = fc["forecast"]["currency"]
+    if priced and currency not in {t["currency"] for t in priced}:
+        currency = max(priced, key=lambda t: t["cost"])["currency"]
     return {
         "title": title,
         "generated_at": now.astimezone(UTC).isoformat(timespec="seconds"),

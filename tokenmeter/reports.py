@@ -13,10 +13,9 @@ Rules that make the numbers trustworthy:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from decimal import Decimal
 from typing import Any
 
 from .errors import ConfigError
@@ -200,7 +199,7 @@ def usage_report(
             + (f"{overlap[0]} AS r_excluded, " if overlap else "0 AS r_excluded, ")
             + ", ".join(f"SUM(u.{m})" for m in METRICS)
             + f", SUM({cost_expr}), "
-            + f"SUM(CASE WHEN {cost_expr} IS NULL THEN u.calls ELSE 0 END), SUM(u.records) "
+            + f"SUM(CASE WHEN {cost_expr} IS NULL THEN u.calls ELSE 0 END), SUM(u.calls) "
             + "FROM usage_rollup u WHERE u.bucket >= ? AND u.bucket < ?"
             + (f" AND {where}" if where else "")
             + " GROUP BY dayno"
@@ -216,7 +215,7 @@ def usage_report(
     left_out = 0
     for r in raw:
         if r[3 + ncol]:  # a log row on a day a ledger covers: counted by the ledger instead
-            left_out += r[4 + ncol] or r[-1]
+            left_out += r[-1]  # calls: requests, or 1 per record that has no count
             continue
         dayno = r[0]
         tkey = tuple(label(epoch + timedelta(days=dayno), d) for d in time_dims) if time_dims else ()
@@ -254,7 +253,7 @@ def _sort_key(key: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple((v is None, v if v is not None else "") for v in key)
 
 
-# accumulator per currency: [metrics..., cost_nanos, unpriced, count, kinds:set]
+# accumulator per currency: [metrics..., cost_nanos, unpriced, calls, kinds:set]
 def _accumulate(bucket: dict[Any, list[Any]], cur: str | None, kind: str | None, values: list[Any]) -> None:
     acc = bucket.get(cur)
     if acc is None:
@@ -316,29 +315,14 @@ def _finish(base: dict[str, Any], bucket: dict[Any, list[Any]]) -> list[dict[str
     return rows
 
 
-def decimal_str(value: Decimal | None) -> str | None:
-    if value is None:
-        return None
-    text = format(value.normalize(), "f")
-    return text
-
-
-def rows_for_output(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows with costs as decimal strings (JSON-ready), without internal fields."""
-    out = []
-    for r in rows:
-        r = {k: v for k, v in r.items() if k != "records"}
-        r["cost"] = decimal_str(r.get("cost"))
-        out.append(r)
-    return out
-
-
 def reconcile_report(store: Store, period: Period, *, filters: Filters | None = None) -> list[dict[str, Any]]:
     """Per local day × model × currency: billed vs logged vs estimated cost, and the differences.
 
     ``billed`` sums ledger costs, ``logged`` the costs local logs carry, ``estimated`` the price
-    table's estimate of the logged calls. ``billed_minus_estimated`` shows where estimates drift
-    from bills; ``billed_minus_logged`` where a client's own figures do.
+    table's estimate of the logged calls, each in its own currency (a log's USD figure and a CNY
+    price make two rows, never one sum). ``billed_minus_estimated`` shows where estimates drift
+    from bills; ``billed_minus_logged`` where a client's own figures do. ``unpriced_log_requests``
+    counts logged calls with neither a cost nor a price (on the day × model's first row).
     """
     store.refresh_rollup()
     bounds = _bounds(store, period)
@@ -347,11 +331,21 @@ def reconcile_report(store: Store, period: Period, *, filters: Filters | None = 
     lo, hi = bounds
     where, params = (filters or Filters()).sql()
     out: dict[tuple[str, Any, Any], dict[str, Any]] = {}
+    unpriced_calls: dict[tuple[str, Any], int] = {}
     epoch = date(1970, 1, 1)
+
+    def row_for(day: str, model: Any, cur: Any) -> dict[str, Any]:
+        return out.setdefault((day, model, cur), {
+            "day": day, "model": model, "currency": cur, "billed": None, "logged": None, "estimated": None,
+            "billed_requests": None, "logged_requests": None, "unpriced_log_requests": 0})
+
+    def add(row: dict[str, Any], name: str, value: Any, money: bool = True) -> None:
+        if value is not None:
+            row[name] = (row[name] or 0) + (from_nanos(value) if money else value)
+
     for seg_lo, seg_hi, offset in offset_segments(lo, hi, period.tz):
         sql = (
-            f"SELECT (u.bucket + {offset}) / 86400, u.model, "
-            "CASE WHEN u.has_cost THEN u.currency ELSE u.est_currency END, "
+            f"SELECT (u.bucket + {offset}) / 86400, u.model, u.has_cost, u.currency, u.est_currency, "
             "SUM(CASE WHEN u.cost_kind = 'billed' THEN u.cost_nanos END), "
             "SUM(CASE WHEN u.cost_kind = 'logged' THEN u.cost_nanos END), "
             "SUM(CASE WHEN u.kind = 'log' THEN u.est_cost_nanos END), "
@@ -360,28 +354,32 @@ def reconcile_report(store: Store, period: Period, *, filters: Filters | None = 
             "SUM(CASE WHEN u.kind = 'log' AND u.est_currency IS NULL AND NOT u.has_cost THEN u.calls END) "
             "FROM usage_rollup u WHERE u.bucket >= ? AND u.bucket < ?"
             + (f" AND {where}" if where else "")
-            + " GROUP BY 1, 2, 3"
+            + " GROUP BY 1, 2, 3, 4, 5"
         )
-        for dayno, model, cur, billed, logged, est, ledger_req, log_req, unpriced in store.conn.execute(
-            sql, [seg_lo, seg_hi, *params]
+        for dayno, model, has_cost, cur, est_cur, billed, logged, est, ledger_req, log_req, unpriced in (
+            store.conn.execute(sql, [seg_lo, seg_hi, *params])
         ):
-            key = ((epoch + timedelta(days=dayno)).isoformat(), model, cur)
-            row = out.setdefault(key, {"day": key[0], "model": model, "currency": cur, "billed": None,
-                                       "logged": None, "estimated": None, "billed_requests": None,
-                                       "logged_requests": None, "unpriced_log_requests": 0})
-            for name, value in (("billed", billed), ("logged", logged), ("estimated", est)):
-                if value is not None:
-                    row[name] = (row[name] or Decimal(0)) + from_nanos(value)
-            for name, value in (("billed_requests", ledger_req), ("logged_requests", log_req)):
-                if value is not None:
-                    row[name] = (row[name] or 0) + value
-            row["unpriced_log_requests"] += unpriced or 0
+            day = (epoch + timedelta(days=dayno)).isoformat()
+            if has_cost or est_cur is not None:
+                # costs and call counts go with the figure the reports use (own cost, else estimate)
+                row = row_for(day, model, cur if has_cost else est_cur)
+                add(row, "billed", billed)
+                add(row, "logged", logged)
+                add(row, "billed_requests", ledger_req, money=False)
+                add(row, "logged_requests", log_req, money=False)
+            if est is not None and est_cur is not None:
+                add(row_for(day, model, est_cur), "estimated", est)  # in the price's own currency
+            if unpriced:
+                unpriced_calls[(day, model)] = unpriced_calls.get((day, model), 0) + unpriced
+    for (day, model), calls in unpriced_calls.items():
+        keys = sorted((k for k in out if k[:2] == (day, model)), key=lambda k: k[2] or "")
+        (out[keys[0]] if keys else row_for(day, model, None))["unpriced_log_requests"] += calls
     rows = []
     for key in sorted(out, key=lambda k: (k[0], k[1] or "", k[2] or "")):
         row = out[key]
-        if row["billed"] is None and row["logged"] is None and row["estimated"] is None:
-            continue
         b, lg, e = row["billed"], row["logged"], row["estimated"]
+        if b is None and lg is None and e is None and not row["unpriced_log_requests"]:
+            continue
         row["billed_minus_logged"] = b - lg if b is not None and lg is not None else None
         row["billed_minus_estimated"] = b - e if b is not None and e is not None else None
         row["estimate_error_pct"] = (

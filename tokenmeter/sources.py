@@ -128,9 +128,9 @@ class SourceContext:
         nothing is set; use ``require_secret`` to raise ``NeedsCredentials`` instead.
         """
         for name in env_names:
-            value = self._env.get(name)
-            if value:
-                return self._remember(value.strip())
+            value = (self._env.get(name) or "").strip()
+            if value:  # set but blank is not set
+                return self._remember(value)
         if file is not None:
             values = read_key_value_file(Path(file).expanduser())
             for name in env_names:

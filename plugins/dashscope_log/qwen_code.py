@@ -5,9 +5,10 @@ session = ``sessionId``. Token rules are in the package docstring (``usage_to_to
 
 Speed: most bytes are message text. Lines are found with ``bytes.find`` (memchr) and only lines
 containing ``"usageMetadata"`` are looked at closely. For those the fast path matches the short
-top-level fields at the start of the line (uuid, parentUuid, sessionId, timestamp, type, cwd) and
-at the end (model, usageMetadata, trailing scalars) with anchored byte regexes; the message in
-between is not parsed. Anything that does not fit that exact shape goes to ``json.loads`` of the
+top-level fields at the start of the line (uuid, parentUuid, sessionId, timestamp, type, cwd, and
+the model where Qwen Code writes it) and at the end (usageMetadata, after the model when the model
+follows the message, trailing scalars) with anchored byte regexes; the message in between is not
+parsed. Anything that does not fit that exact shape goes to ``json.loads`` of the
 whole line; a line that fails both is counted as skipped (a partial line glued to the next record
 by a crash is counted and the record after it recovered). Other lines only get a structural check
 (starts with ``{``, ends with ``}``, no NUL bytes); those that fail it go to ``json.loads`` and are
@@ -27,7 +28,7 @@ from typing import Any
 from tokenmeter import Cursor, Source, UsageRecord, Window
 
 from .tail import LineLocator, expand_paths, ingest
-from .tsv import parse_timestamp
+from .tsv import MAX_TOKENS, parse_timestamp
 
 __all__ = ["QwenCodeSource", "QwenCodeParser", "default_roots", "usage_to_tokens"]
 
@@ -45,11 +46,19 @@ _HEAD_FULL = re.compile(
     rb'(?:,"[A-Za-z_]+":(?:"[^"]*"|-?\d+|true|false|null))*,"message":'
 )
 _SCALARS = rb'(?:,"[A-Za-z_]+":(?:-?\d+(?:\.\d+)?|"[^"]*"|true|false|null))*\}[ \t\r]*'
-_TAIL_STD = re.compile(
-    rb'\},"model":"([^"]*)","usageMetadata":\{"promptTokenCount":(\d+),"candidatesTokenCount":(\d+)'
-    rb'(?:,"thoughtsTokenCount":(\d+))?,"totalTokenCount":(\d+),"cachedContentTokenCount":(\d+)\}' + _SCALARS
-)
-_TAIL = re.compile(rb'\},"model":"([^"]*)","usageMetadata":(\{[^{}]*\})' + _SCALARS)
+_USAGE_STD = (rb'"usageMetadata":\{"promptTokenCount":(\d+),"candidatesTokenCount":(\d+)'
+              rb'(?:,"thoughtsTokenCount":(\d+))?,"totalTokenCount":(\d+),"cachedContentTokenCount":(\d+)\}')
+_USAGE = rb'"usageMetadata":(\{[^{}]*\})'
+# model after the message
+_TAIL_STD = re.compile(rb'\},"model":"([^"]*)",' + _USAGE_STD + _SCALARS)
+_TAIL = re.compile(rb'\},"model":"([^"]*)",' + _USAGE + _SCALARS)
+# Qwen Code's own order (recordAssistantTurn): the model among the short fields, usage after the message
+_UTAIL_STD = re.compile(rb'\},' + _USAGE_STD + _SCALARS)
+_UTAIL = re.compile(rb'\},' + _USAGE + _SCALARS)
+# in the short fields a value cannot hold a quote, so these can only match keys
+_HEAD_MODEL = re.compile(rb',"model":"([^"]*)"')
+_HEAD_CWD = re.compile(rb',"cwd":"([^"]*)"')
+_BAD_JSON = (ValueError, RecursionError)  # RecursionError: absurdly deep nesting in a garbage line
 _NOT_CALLS = (b"user", b"system", b"tool_result")
 
 # (uuid, start, model, project, session, input, output, cache_read, reasoning, total, note)
@@ -76,6 +85,8 @@ def _count(um: dict[str, Any], name: str) -> int | None:
 def _tokens(p: int | None, c: int | None, t: int | None, k: int | None,
             total: int | None) -> tuple[int | None, int | None, str | None]:
     """-> (input_tokens, output_tokens, note); the rules are in the package docstring."""
+    if max(p or 0, c or 0, t or 0, k or 0, total or 0) > MAX_TOKENS:
+        raise ValueError("token count over 10^12")
     note = None
     inp = p
     if k is not None and p is not None and k > p:
@@ -153,7 +164,7 @@ class QwenCodeParser:
         # An unterminated last line is counted only if it is complete JSON; never skipped as bad.
         try:
             obj = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
+        except _BAD_JSON:
             return []
         row = self._from_obj(obj, base) if isinstance(obj, dict) else None
         return [row] if row is not None else []
@@ -171,7 +182,7 @@ class QwenCodeParser:
         except UnicodeDecodeError:
             self._skip(offset, "not UTF-8")
             return
-        except ValueError:
+        except _BAD_JSON:
             self._skip(offset, "corrupt JSON")
             return
         if not isinstance(obj, dict):
@@ -195,7 +206,7 @@ class QwenCodeParser:
         except UnicodeDecodeError:
             self._skip(base + s, "not UTF-8")
             return None
-        except ValueError:
+        except _BAD_JSON:
             k = buf.rfind(b'{"uuid":"', s + 1, e)
             if k != -1:  # a partial line (crash, disk full) followed by a complete record
                 self._skip(base + s, "corrupt JSON (partial line glued to the next record)")
@@ -212,30 +223,42 @@ class QwenCodeParser:
         mpos = m.end()
         if buf.find(b"\\", s, mpos) != -1:
             return None  # escapes in the short fields: json.loads unescapes them
-        t = buf.rfind(b'},"model":"', mpos, e)
-        if t == -1:
-            return None
         # Not checked here, for speed: whether the message between head and tail is itself valid.
         # (A partial assistant line glued to a complete one would count as one call, once.)
-        tm = _TAIL_STD.fullmatch(buf, t, e)
+        # backward searches from the end of the line: they stop near it, not at the head
+        u = buf.rfind(b',"usageMetadata":{', mpos, e)
+        if u == -1:
+            return None
+        if buf[u - 1] == 125:  # "}," : usage right after the message, the model among the short fields
+            hm = _HEAD_MODEL.search(buf, s, mpos)  # (Qwen Code's own order, see recordAssistantTurn)
+            tm = _UTAIL_STD.fullmatch(buf, u - 1, e) or _UTAIL.fullmatch(buf, u - 1, e)
+            if hm is None or tm is None:
+                return None
+            model_b, usage = hm[1], tm.groups()
+        else:  # the model between the message and the usage
+            t = buf.rfind(b'},"model":"', mpos, u)
+            tm = (_TAIL_STD.fullmatch(buf, t, e) or _TAIL.fullmatch(buf, t, e)) if t != -1 else None
+            if tm is None:
+                return None
+            model_b, usage = tm[1], tm.groups()[1:]
+        if b"\\" in model_b:
+            return None  # an escape: json.loads unescapes it
         try:
-            if tm is not None:
-                model_b, p_b, c_b, th, total_b, k_b = tm.group(1, 2, 3, 4, 5, 6)
-                model = model_b.decode()
+            model = model_b.decode()
+            if len(usage) == 5:  # the usual key order inside usageMetadata
+                p_b, c_b, th, total_b, k_b = usage
                 p, c, k, total = int(p_b), int(c_b), int(k_b), int(total_b)
                 t_ = int(th) if th is not None else None
                 inp, out, note = _tokens(p, c, t_, k, total)
             else:
-                tm = _TAIL.fullmatch(buf, t, e)
-                if tm is None:
-                    return None
-                model = tm[1].decode()
-                um = json.loads(tm[2])
-                tokens, note = usage_to_tokens(um)
+                tokens, note = usage_to_tokens(json.loads(usage[0]))
                 inp, out, k, t_, total = (tokens["input_tokens"], tokens["output_tokens"],
                                           tokens["cache_read_tokens"], tokens["reasoning_tokens"],
                                           tokens["total_tokens"])
             uuid, session, ts_b, cwd = m.group(1, 2, 3, 4)
+            if cwd is None:  # not right after the type (e.g. Qwen Code's "provenance" comes first)
+                cm = _HEAD_CWD.search(buf, s, mpos)
+                cwd = cm[1] if cm is not None else None
             ts = ts_b.decode()
             try:
                 start = parse_timestamp(ts)

@@ -16,7 +16,8 @@ first ``hlen`` bytes (at most 1 KiB). On the next run a file is
 A last line without its newline is handed to the parser as a *tail* (it may yield records whose keys
 stay stable when the line is completed) but the offset stops before it, so the next run reads it
 again. Files that vanished are dropped from the cursor. Reads are big binary blocks that end at a
-line boundary, so memory stays flat whatever the file size.
+line boundary, so memory stays flat whatever the file size; a "line" longer than ``MAX_LINE`` (garbage
+without newlines) is skipped and counted without being buffered.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ BLOCK_SIZE = 4 << 20
 # so often that serialising a big cursor dominates.
 CHECKPOINT_BYTES = 256 << 20
 CHECKPOINT_RECORDS = 100_000
+# A longer "line" is garbage (e.g. NUL blocks left by a crash): skipped without being held in memory.
+MAX_LINE = 64 << 20
 
 
 class LineLocator:
@@ -205,6 +208,16 @@ def read_file(parser_cls: type[LineParser], opts: Any, plan: TailPlan) -> Iterat
             buf = carry + data if carry else data
             end = buf.rfind(b"\n") + 1
             if end == 0:
+                if len(buf) > MAX_LINE:
+                    carry = b""
+                    nxt = _line_end(f, block_size)
+                    if nxt == -1:
+                        break  # it does not end yet: left for later, like any unfinished line
+                    yield ("skips", [(LineLocator(plan.path).where(offset), _too_long())])
+                    f.seek(nxt)
+                    since += nxt - offset
+                    offset = nxt
+                    continue
                 carry = buf  # a line longer than a block: keep reading
                 continue
             rows = parser.block(buf, end, offset)
@@ -221,7 +234,23 @@ def read_file(parser_cls: type[LineParser], opts: Any, plan: TailPlan) -> Iterat
         rows = parser.tail(carry, offset) if carry else []
         if rows:
             yield ("rows", rows, 0)
-        yield ("entry", _entry(f, offset, offset + len(carry), parser.state()), True)
+        yield ("entry", _entry(f, offset, f.tell(), parser.state()), True)
+
+
+def _line_end(f: Any, block_size: int) -> int:
+    """The file position just after the next newline, reading on from here; -1 if the file ends first."""
+    while True:
+        pos = f.tell()
+        data = f.read(block_size)
+        if not data:
+            return -1
+        i = data.find(b"\n")
+        if i != -1:
+            return pos + i + 1
+
+
+def _too_long() -> str:
+    return f"line longer than {MAX_LINE >> 20} MB" if MAX_LINE >= 1 << 20 else f"line longer than {MAX_LINE} bytes"
 
 
 def _read_batch(parser_cls: type[LineParser], opts: Any, plans: list[TailPlan]) -> list[tuple[str, list[Any]]]:
@@ -304,6 +333,8 @@ def ingest(
     lo, hi = window.start, window.end
     since_bytes = since_records = 0
     dirty = bool(set(old) - set(files) - {p.path for p in plans})  # vanished files to drop
+    # until a file is read, a checkpoint keeps its old place (else a kill sends it back to byte 0)
+    files.update((p.path, dict(old[p.path])) for p in plans if p.reason == "append")
 
     def checkpoint() -> Cursor:
         return Cursor({"v": CURSOR_VERSION, "files": dict(files)})

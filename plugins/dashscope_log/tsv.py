@@ -12,6 +12,7 @@ are remembered (in the cursor, in order), which keeps the state bounded.
 The cost is left out of the hash on purpose: a last line without its newline is read (the sample
 logs end that way) but may still be growing, and only its last field can be cut while the row
 still has six fields; the completed line then gets the same key and replaces the early reading.
+(With a header that reorders the columns, such a line is read only once its key fields are complete.)
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ __all__ = ["DEFAULT_TSV", "DashscopeLogSource", "TsvParser"]
 DEFAULT_TSV = "/opt/ai-orchestrator/var/logs/qwen-usage.tsv"
 COLUMNS = ("timestamp", "model", "provider", "input_tokens", "output_tokens", "cost_usd")
 MAX_COUNTS = 256
+# Larger values are corruption; they would also overflow the store's 64-bit integers and fail the run.
+MAX_TOKENS = 10**12
+MAX_COST = Decimal(10**6)
 # (key, start, provider, model, input_tokens, output_tokens, cost)
 Row = tuple[str, datetime, str, "str | None", int, int, "Decimal | None"]
 COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zip")
@@ -45,7 +49,10 @@ def parse_timestamp(text: str) -> datetime:
         return ts
     if tz is None:
         return ts.replace(tzinfo=UTC)
-    return ts.astimezone(UTC)
+    try:
+        return ts.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:00-05:00 is past datetime.max in UTC
+        raise ValueError(f"timestamp out of range: {text!r}") from None
 
 
 _DEFAULT = list(range(len(COLUMNS)))
@@ -119,6 +126,8 @@ class TsvParser:
         if cols is _DEFAULT and len(fields) >= 6:
             ts_s, model, provider, in_s, out_s, cost_s = fields[:6]
         elif len(fields) > max(cols):
+            if not final and len(fields) <= max(cols[:5]) + 1:
+                return None  # a key field may still be growing: only the cost may be cut (see above)
             ts_s, model, provider, in_s, out_s, cost_s = (fields[i] for i in cols)
         else:
             self._skip(offset, f"short row ({len(fields)} fields, expected {len(COLUMNS)})", final)
@@ -136,6 +145,9 @@ class TsvParser:
         if in_tok < 0 or out_tok < 0:
             self._skip(offset, "negative token count", final)
             return None
+        if in_tok > MAX_TOKENS or out_tok > MAX_TOKENS:
+            self._skip(offset, "token count over 10^12", final)
+            return None
         cost: Decimal | None = None
         if cost_s and not cost_s.isspace():
             try:
@@ -144,6 +156,9 @@ class TsvParser:
                 cost = None
             if cost is None or not cost.is_finite():
                 self._skip(offset, "non-numeric cost_usd", final)
+                return None
+            if abs(cost) > MAX_COST:
+                self._skip(offset, "cost_usd out of range", final)
                 return None
         if cols is _DEFAULT and len(fields) == 6:
             prefix = line[:line.rfind(b"\t")]  # the raw bytes of the first five fields

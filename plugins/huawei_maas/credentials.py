@@ -35,7 +35,7 @@ class Credentials:
     ak: str = field(repr=False)
     sk: str = field(repr=False)
     token: str | None = field(default=None, repr=False)
-    origin: str = "environment"  # where they came from, safe to show
+    origin: str = "HW_ACCESS_KEY/HW_SECRET_KEY"  # where they came from (names, never values), for messages
 
     @property
     def values(self) -> tuple[str, ...]:
@@ -48,8 +48,14 @@ def from_env(ctx: SourceContext) -> Credentials | None:
         ak = ctx.secret(ak_name)
         sk = ctx.secret(sk_name)
         if ak and sk:
-            token = ctx.secret(token_name) or ctx.secret("HW_SECURITY_TOKEN")
-            return Credentials(ak, sk, token or None, origin=f"${ak_name}")
+            names = [ak_name, sk_name]
+            token = None
+            for name in dict.fromkeys((token_name, "HW_SECURITY_TOKEN")):
+                token = ctx.secret(name)
+                if token:
+                    names.append(name)
+                    break
+            return Credentials(ak, sk, token, origin="/".join(names))
     return None
 
 
@@ -114,7 +120,7 @@ def from_file(ctx: SourceContext, path_text: str, *, warn: bool = True) -> Crede
             "HW_ACCESS_KEY=... and HW_SECRET_KEY=... lines in it (or 'AK,SK' on one line)",
             source="huawei-maas",
         )
-    return Credentials(ak, sk, token, origin=str(path))
+    return Credentials(ak, sk, token, origin=f"the keys in {path}")
 
 
 def load(ctx: SourceContext, credentials_file: str | None, *, warn: bool = True) -> Credentials:

@@ -382,8 +382,10 @@ class HuaweiMaasSource(Source):
             days.append(day)
             day += timedelta(days=1)
         # Only move the cursor forward over a range that joins what was fetched before (or starts at
-        # the retention limit, when the hole cannot be filled any more).
-        can_advance = previous is None or start_day <= max(previous + timedelta(days=1), earliest)
+        # the retention limit, when the hole cannot be filled any more); with no history yet, only a
+        # range that starts at the retention limit counts, so a short first run does not skip the backfill.
+        joins = earliest if previous is None else max(previous + timedelta(days=1), earliest)
+        can_advance = start_day <= joins
         return _Plan(days, can_advance)
 
     # -- records -------------------------------------------------------------------------------
@@ -547,7 +549,8 @@ class HuaweiMaasSource(Source):
                 method, signed.url, headers=signed.headers, content=signed.body, extensions={"retry": False}
             )
             try:
-                response = self.ctx.http.send(request)
+                # Never follow a redirect: httpx would forward X-Security-Token to the other host.
+                response = self.ctx.http.send(request, follow_redirects=False)
             except httpx.TransportError as exc:
                 failures += 1
                 reason = "timed out" if isinstance(exc, httpx.TimeoutException) else type(exc).__name__
@@ -569,7 +572,7 @@ class HuaweiMaasSource(Source):
                         f"huawei-maas: still rate limited (HTTP 429) after {self.rate_limit_retries} "
                         "retries; "
                         "the API allows 200 requests per minute per user, try again later",
-                        retry_after=wait,
+                        retry_after=after if after is not None else wait,
                         source=SOURCE_ID,
                     )
                 self._wait(
@@ -586,7 +589,7 @@ class HuaweiMaasSource(Source):
                     )
                 self._wait(self.backoff * 2 ** (failures - 1), f"HTTP {status} from {endpoint.host}")
                 continue
-            if status >= 400:
+            if status >= 300:
                 self._raise_for(response, endpoint)
             return self._json(response, endpoint)
 
@@ -601,8 +604,10 @@ class HuaweiMaasSource(Source):
         status = response.status_code
         detail = self._detail(response)
         if status == 401:
+            assert self._creds is not None
+            expiry = " (temporary credentials expire)" if self._creds.token else ""
             raise ProviderAuthError(
-                "huawei-maas: signature rejected: check HW_ACCESS_KEY/HW_SECRET_KEY and the system clock "
+                f"huawei-maas: signature rejected: check {self._creds.origin}{expiry} and the system clock "
                 f"(requests are valid for 15 minutes){detail}",
                 source=SOURCE_ID,
             )
@@ -614,6 +619,8 @@ class HuaweiMaasSource(Source):
                 source=SOURCE_ID,
             )
         hint = ""
+        if status < 400:
+            hint = "; it redirects (not followed): set endpoint/iam_endpoint in [sources.huawei-maas] to the API host"
         if status == 404:
             hint = "; check region, endpoint and project_id in [sources.huawei-maas]"
         raise ProviderResponseError(

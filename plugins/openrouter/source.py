@@ -239,7 +239,7 @@ class OpenRouterSource(Source):
             body = response.json()
             error = body.get("error") if isinstance(body, dict) else None
             if isinstance(error, dict) and isinstance(error.get("message"), str):
-                message = error["message"].strip()[:200]
+                message = " ".join(error["message"].split())[:200]  # one line, whatever the API sent
         except ValueError:
             pass
         for key in self._keys:  # never echo a key, even if a proxy put it in an error text

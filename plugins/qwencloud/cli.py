@@ -129,10 +129,11 @@ class QwenCloudCli:
                         _kill(proc)
                         break
         finally:
+            # also when the CLI exited: a child it left behind (an update check…) would hold the
+            # pipes open and keep running; the whole session is ours to end
+            _kill(proc)
             for reader in readers:
                 reader.join(5)
-            if proc.poll() is None:
-                _kill(proc)
         what = self.describe(args)
         if timed_out:
             raise ProviderUnavailable(
@@ -300,7 +301,7 @@ def parse_document(text: str) -> Any:
         return None
     try:
         return json.loads(text, parse_float=Decimal)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         return None
 
 
@@ -312,7 +313,7 @@ def json_documents(text: str) -> list[Any]:
     while pos != -1:
         try:
             doc, end = decoder.raw_decode(text, pos)
-        except ValueError:
+        except (ValueError, RecursionError):
             pos = text.find("{", pos + 1)
             continue
         docs.append(doc)

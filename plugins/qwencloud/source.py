@@ -133,6 +133,9 @@ class QwenCloudSource(Source):
     def _month(self, lo: date, hi: date, tz: tzinfo) -> Iterator[UsageRecord]:
         dates = ["--from", lo.isoformat(), "--to", hi.isoformat()]
         payg = self.cli.json(["usage", "payg", *dates], "pay_as_you_go").get("pay_as_you_go") or {}
+        if not isinstance(payg, dict):
+            raise SourceDataError("`qwencloud usage payg` printed pay_as_you_go that is not an object",
+                                  source=self.id)
         models = payg.get("models") or []
         if not isinstance(models, list):
             raise SourceDataError("`qwencloud usage payg` printed pay_as_you_go.models that is not a list",
@@ -343,7 +346,8 @@ class QwenCloudLogsSource(Source):
             self.ctx.skip("usage logs item", "no requestId or createdAt")
             return None
         usages: dict[str, int] = {}
-        for u in item.get("usages") or []:
+        listed = item.get("usages")
+        for u in listed if isinstance(listed, list) else []:
             if isinstance(u, dict) and isinstance(u.get("key"), str) and _int(u.get("value")) is not None:
                 usages[u["key"]] = _int(u["value"])  # type: ignore[assignment]
         inp, out = usages.pop("input", None), usages.pop("output", None)
@@ -417,7 +421,8 @@ def auth_health(cli: QwenCloudCli) -> tuple[bool, str]:
 
 def summary_snapshots(doc: Mapping[str, Any], now: datetime, ctx: Any) -> Iterator[QuotaSnapshot]:
     """Quota snapshots from a `usage summary` (or `usage free-tier`) document."""
-    for item in doc.get("free_tier") or []:
+    free_tier = doc.get("free_tier")
+    for item in free_tier if isinstance(free_tier, list) else []:
         if not isinstance(item, dict) or not isinstance(item.get("model_id"), str):
             continue
         quota = item.get("quota")

@@ -12,6 +12,7 @@ import traceback
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from .. import __version__
 from ..errors import TokenmeterError
@@ -44,7 +45,8 @@ class RootGroup(click.Group):
 
     def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         kwargs["standalone_mode"] = False
-        debug = "--debug" in sys.argv
+        argv = kwargs.get("args", args[0] if args else None)
+        debug = "--debug" in (sys.argv[1:] if argv is None else argv)
         try:
             rv = super().main(*args, **kwargs)
         except click.exceptions.Exit as exc:
@@ -61,8 +63,7 @@ class RootGroup(click.Group):
         except TokenmeterError as exc:
             if os.environ.get("TOKENMETER_RAISE_ERRORS") not in (None, "", "0"):
                 raise
-            env = click.get_current_context(silent=True)
-            if debug or (env and isinstance(env.find_root().obj, Env) and env.find_root().obj.debug):
+            if debug:
                 traceback.print_exc()
             click.echo(f"Error: {exc}", err=True)
             sys.exit(exc.exit_code)
@@ -96,14 +97,36 @@ def cli(ctx: click.Context, dashboard: bool, **kwargs: Any) -> None:
     if not isinstance(ctx.obj, Env):
         ctx.obj = Env()
     if ctx.invoked_subcommand is not None:
+        # `tokenmeter --provider qwen report` would otherwise report every provider
+        stray = _given(ctx, [n for n in kwargs if n != "fmt"] + ["dashboard", "as_json", "as_csv", "fmt"])
+        if stray:
+            raise click.UsageError(f"{stray[0]} goes after the command: "
+                                   f"`tokenmeter {ctx.invoked_subcommand} {stray[0]} ...`")
         return
     if dashboard:
+        stray = _given(ctx, ["date_from", "date_to", "days", "provider", "source", "model", "project",
+                             "group_by", "cost_mode"])
+        if stray:
+            raise click.UsageError(f"--dashboard takes a period and --tz, not {stray[0]}")
         from .insights import run_dashboard
 
         run_dashboard(period_name=kwargs.get("period_name") or kwargs.get("preset"), output=None,
-                      open_browser=False, quiet=kwargs.get("quiet", False))
+                      open_browser=False, quiet=kwargs.get("quiet", False), tz=kwargs.get("tz"))
         return
     run_report(**kwargs)
+
+
+def _given(ctx: click.Context, names: list[str]) -> list[str]:
+    """The options among ``names`` that were typed on the command line, as typed (``--month``)."""
+    out = []
+    for param in ctx.command.params:
+        if param.name in names and ctx.get_parameter_source(param.name) is ParameterSource.COMMANDLINE:
+            flag = getattr(param, "flag_value", None)
+            if param.name == "preset" and flag != ctx.params.get("preset"):
+                continue  # --today, --month … share one parameter: name the one given
+            if param.opts[0] not in out:
+                out.append(param.opts[0])
+    return out
 
 
 def _register_builtin_commands() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import webbrowser
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -71,17 +72,36 @@ def budget_cmd(do_notify: bool, dry_run: bool, quiet: bool, tz: str | None, fmt:
                     ["budget", "used", "limit", "left", "percent", "level", "period"]))
         else:
             emit(rows, rows, ["name", "kind", "used", "limit", "remaining", "percent", "level", "unit"], fmt)
-        for d in deliveries:
-            if "would_send" in d:
-                click.echo(f"would send: {d['alert']}")
-                click.echo(dumps(d["would_send"]))
-            else:
-                state = "sent" if d["sent"] else "NOT sent"
-                click.echo(f"alert {state}: {d['alert']}", err=not d["sent"])
-                for x in d["deliveries"]:
-                    if not x["ok"]:
-                        click.echo(f"  {x['channel']}: {x['error']}", err=True)
+    _report_alerts(deliveries, fmt="quiet" if quiet else fmt)
     click.get_current_context().exit(code)
+
+
+def _report_alerts(deliveries: list[dict[str, Any]], fmt: str) -> None:
+    """What --notify did. Failures always go to stderr (cron mails them). The rest goes to stdout in
+    table format and to stderr otherwise; JSON carries it in the document, and -q leaves out what was
+    sent. The numbers, CSV and JSON on stdout stay parseable."""
+    from ..insights import NO_CHANNEL
+
+    to_err = fmt != "table"
+    for d in deliveries:
+        if "would_send" in d:
+            if fmt != "json":  # asked for explicitly: shown even with -q (on stderr)
+                click.echo(f"would send: {d['alert']}", err=to_err)
+                click.echo(dumps(d["would_send"]) if d["would_send"] else f"  {NO_CHANNEL}", err=to_err)
+            continue
+        if d.get("skipped"):
+            if fmt == "table":
+                click.echo(f"alert not routed: {d['alert']} ({d['skipped']})")
+            continue
+        if d["sent"] and fmt not in ("json", "quiet"):
+            click.echo(f"alert sent: {d['alert']}", err=to_err)
+        elif not d["sent"]:
+            click.echo(f"alert NOT sent: {d['alert']}", err=True)
+        for x in d["deliveries"]:
+            if not x["ok"]:
+                click.echo(f"  {x['channel']}: {x['error']}", err=True)
+        if d.get("error"):
+            click.echo(f"  {d['error']}", err=True)
 
 
 @click.command(name="forecast")
@@ -106,14 +126,19 @@ def forecast_cmd(tz: str | None, fmt: str) -> None:
              "days_left": "never at this rate" if b["days_left"] is None else f"{b['days_left']:.1f}",
              "runs_out": b["exhausted_on"] or "–"} for b in data["budgets"]]
     if fmt in ("csv", "tsv"):
-        emit(data, rows, ["budget", "left", "per_day", "days_left", "runs_out"], fmt)
+        # plain numbers and a unit column, like every CSV (not the table's "500,000 tokens")
+        cols = ["name", "kind", "unit", "remaining", "per_day", "days_left", "exhausted_on", "period_end"]
+        emit(data, data["budgets"], cols, fmt)
         return
     cur = f["currency"] or ""
     click.echo(f"Daily rate: {f['window']['label']}.")
     if f["cost_per_day"] is not None:
-        click.echo(f"Spend: {format_amount(f['month_to_date_cost'], cur)} so far this month, "
-                   f"{format_amount(f['cost_per_day'], cur)}/day → {format_amount(f['projected_cost'], cur)} "
-                   f"by {f['month']['to']}.")
+        if cur:
+            click.echo(f"Spend: {format_amount(f['month_to_date_cost'], cur)} so far this month, "
+                       f"{format_amount(f['cost_per_day'], cur)}/day → "
+                       f"{format_amount(f['projected_cost'], cur)} by {f['month']['to']}.")
+        else:  # zeros here would read as "free": there is just no price for what was used
+            click.echo("Spend: no priced usage (no cost from the sources, no price for the models).")
         click.echo(f"Tokens: {f['month_to_date_tokens']:,} so far, {float(f['tokens_per_day']):,.0f}/day → "
                    f"{f['projected_tokens']:,} by {f['month']['to']}.")
     else:

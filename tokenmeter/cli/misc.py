@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from datetime import UTC, date
+from datetime import UTC
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -15,9 +15,9 @@ from ..config import Config, settings_help
 from ..errors import ConfigError
 from ..fetch import make_pricer, run_fetch
 from ..output import dumps
-from ..periods import Period
+from ..periods import Period, _parse_date
 from ..plugin_manager import get_sources
-from ..reports import rows_for_output, usage_report
+from ..reports import usage_report
 from ..store import Store
 from .common import common_options, emit, format_options, get_env
 
@@ -29,7 +29,7 @@ from .common import common_options, emit, format_options, get_env
 def sources_cmd(fmt: str, no_check: bool) -> None:
     """Installed sources: enabled, ready or why not, last fetch, last error."""
     from ..config import build_settings
-    from ..fetch import make_context
+    from ..fetch import _redact, make_context
 
     env = get_env()
     config = env.config
@@ -48,9 +48,9 @@ def sources_cmd(fmt: str, no_check: bool) -> None:
             "last_run": run.get("started_at"),
             "settings": settings_help(cls.Settings),
         }
+        ctx = make_context(config, sid)
         try:
-            source = cls(build_settings(cls.Settings, config.source_table(sid), f"sources.{sid}"),
-                         make_context(config, sid))
+            source = cls(build_settings(cls.Settings, config.source_table(sid), f"sources.{sid}"), ctx)
             reason = source.available()
             if reason:
                 row["status"] = f"not ready: {reason}"
@@ -61,6 +61,9 @@ def sources_cmd(fmt: str, no_check: bool) -> None:
             row["status"] = f"config error: {exc}"
         except Exception as exc:  # a health check must not break the listing
             row["status"] = f"check failed: {type(exc).__name__}: {exc}"
+        finally:
+            ctx.close()
+        row["status"] = _redact(row["status"], ctx.secrets)
         if not row["enabled"]:
             row["status"] = "disabled"
         rows.append(row)
@@ -100,7 +103,7 @@ def prices_cmd(model: str | None, on_day: str | None, fmt: str) -> None:
     from ..pricing import PriceBook
 
     env = get_env()
-    day = date.fromisoformat(on_day) if on_day else env.now().date()
+    day = _parse_date(on_day, "--on") if on_day else env.now().date()
     book = PriceBook.load(overrides=env.config.prices or None)
     rows = book.rows(model, day=day)
     if not rows and model:
@@ -160,7 +163,6 @@ def demo_cmd(keep: str | None, fmt: str) -> None:
         period = Period(None, None, UTC)
         report = usage_report(store, period, by=["provider", "model"])
     data_out = report.as_dict()
-    data_out["rows"] = rows_for_output(data_out["rows"])
     if fmt == "json":
         click.echo(dumps(data_out | {"database": str(db)}))
     else:

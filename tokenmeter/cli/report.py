@@ -8,9 +8,9 @@ from typing import Any
 
 import click
 
-from ..output import COST_KIND_NOTE, dumps
+from ..output import COST_KIND_NOTE, dumps, plain_value
 from ..periods import resolve_period
-from ..reports import Filters, parse_group_by, rows_for_output, usage_report
+from ..reports import Filters, parse_group_by, usage_report
 from .common import common_options, emit, format_options, get_env
 
 PRESET_FLAGS = ("today", "yesterday", "week", "month", "last-month", "quarter", "year", "all")
@@ -100,25 +100,18 @@ def run_report(
             store, period, by=by, filters=Filters(provider, source, model, project), cost=cost_mode
         )
     if quiet:
-        for row in report.total or [{}]:
-            cost = row.get("cost")
-            click.echo(
-                "\t".join(
-                    [str(row.get("total_tokens") or 0), "?" if cost is None else format(cost.normalize(), "f"),
-                     str(row.get("requests") or 0)]
-                    + ([row["currency"]] if len(report.total) > 1 else [])
-                )
-            )
+        # nothing recorded is a known zero; a figure no source reported is unknown: '?', never 0
+        totals = report.total or [{"total_tokens": 0, "cost": None, "requests": 0}]
+        for row in totals:
+            numbers = ["?" if row[k] is None else str(plain_value(row[k]))
+                       for k in ("total_tokens", "cost", "requests")]
+            click.echo("\t".join(numbers + ([row["currency"]] if len(totals) > 1 else [])))
         return
-    data = report.as_dict()
-    data["rows"] = rows_for_output(data["rows"])
-    total = data["total"]
-    data["total"] = rows_for_output([total])[0] if isinstance(total, dict) else rows_for_output(total)
     if fmt == "json":
-        click.echo(dumps(data))
+        click.echo(dumps(report.as_dict()))
         return
     if fmt in ("csv", "tsv"):
-        emit(data, report.rows, [*by, *CSV_METRICS], fmt)
+        emit(None, report.rows, [*by, *CSV_METRICS], fmt)
         return
     period_text = (
         f"{report.period['from'] or 'start'} to {report.period['to'] or 'now'} ({report.period['tz']})"
@@ -144,7 +137,8 @@ def run_report(
     click.echo(text)
     for note in report.notes:
         click.echo(f"note: {note}")
-    click.echo(COST_KIND_NOTE, err=False) if sys.stdout.isatty() else None
+    if sys.stdout.isatty():
+        click.echo(COST_KIND_NOTE)
 
 
 @click.command(name="report")

@@ -12,7 +12,8 @@ Rules (README "Where prices come from"; tests/test_pricing.py checks each):
   bundled prices); ``openrouter`` → ``openrouter`` (no bundled prices: OpenRouter reports billed USD).
   Labels match case-insensitively. A model with no entry in that region is unpriced: there is no
   fallback to another region or currency. An unknown provider label has no region, so only overrides
-  without ``provider``/``region`` can price it.
+  without ``provider``/``region`` can price it. An override in another currency than the record's
+  region (e.g. a USD "any provider" price for a ``qwen-beijing`` record) does not apply there.
 * **Dates.** The entry in force on the record's date is the one with the latest ``valid_from`` on or
   before it. A bundled model's earliest entry also prices earlier dates (tables start when a model was
   first recorded, usually after its launch); the estimate's basis then says "earliest known price".
@@ -38,7 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Context, Decimal, localcontext
 from functools import lru_cache
@@ -142,14 +143,6 @@ class PriceEntry:
         if self.provider:
             return f"provider {self.provider}"
         return self.region or "any provider"
-
-    def tier_for(self, prompt: Decimal | int) -> Tier | None:
-        """The tier for a prompt of this many tokens (``> above``), or None for the base rates."""
-        chosen = None
-        for tier in self.tiers:
-            if prompt > tier.above:
-                chosen = tier
-        return chosen
 
     def tiers_text(self) -> str:
         """Tiers as one line: ``>32000: 1.8/9 cache 0.36; >128000: 3/15``."""
@@ -338,8 +331,11 @@ class PriceBook:
 
     def _select(self, model: str, provider: str | None, region: str | None, day: date) -> _Choice | None:
         group, alias_of = self._override_group(model, region)
+        currency = REGIONS[region].currency if region in REGIONS else None
         best: tuple[tuple[date, int], PriceEntry] | None = None
         for e in group:
+            if currency is not None and e.currency != currency:
+                continue  # e.g. a USD "any provider" override never prices a CNY region
             if e.provider is not None:
                 if provider is None or e.provider.lower() != provider.lower():
                     continue
@@ -370,17 +366,6 @@ class PriceBook:
         if chosen is None:
             return _Choice(chain[0], True, alias_of, _levels(chain[0]))
         return _Choice(chosen, False, alias_of, _levels(chosen))
-
-    def choose(self, model: str | None, provider: str | None = None, day: date | datetime | None = None):
-        """The entry that prices ``model`` for ``provider`` on ``day`` (None when unpriced)."""
-        if not model:
-            return None
-        d = _as_day(day)
-        key = (model, provider, d)
-        if key not in self._memo:
-            self._memo[key] = self._select(model, provider, self.region_for(provider), d)
-        choice = self._memo[key]
-        return choice.entry if choice else None
 
     # ---- estimates ------------------------------------------------------------------------------
 
@@ -579,14 +564,8 @@ def _chain(entries: list[PriceEntry]) -> list[PriceEntry]:
     out = []
     for i, e in enumerate(ordered):
         nxt = ordered[i + 1].valid_from if i + 1 < len(ordered) else None
-        out.append(_replace(e, valid_until=nxt))
+        out.append(replace(e, valid_until=nxt))
     return out
-
-
-def _replace(e: PriceEntry, **changes: Any) -> PriceEntry:
-    from dataclasses import replace
-
-    return replace(e, **changes)
 
 
 def _dec(value: Any) -> Decimal | None:

@@ -8,7 +8,7 @@ Shape (per 1M tokens, like the bundled table)::
     cache_read = 0.32                   # optional; default: the input price
     cache_write = 2.0                   # optional; default: the input price
     thinking_output = 8                 # optional; output price when the record has reasoning tokens
-    currency = "USD"                    # optional; default: the region's currency, else USD
+    currency = "USD"                    # optional; default: the region's currency (must match it), else USD
     provider = "qwen-beijing"           # optional: only records with this provider label
     region = "cn"                       # optional (instead of provider): intl, cn, huawei-maas, ...
     from = 2026-03-15                   # optional: in force from this date (default: always)
@@ -123,6 +123,10 @@ def _entry(model: str, path: str, raw: Any) -> PriceEntry:
     currency = raw.get("currency", REGIONS[implied].currency if implied else "USD")
     if not isinstance(currency, str) or not _CURRENCY.match(currency):
         raise _err(f"{path}.currency", f"expected a 3-letter currency code such as \"USD\", got {currency!r}")
+    if implied and currency.upper() != REGIONS[implied].currency:  # a region has one currency, never mixed
+        of = f" of provider {provider}" if region is None else ""
+        raise _err(f"{path}.currency", f'"{currency}" does not match region {implied} '
+                                       f"({REGIONS[implied].currency}){of}; drop currency or change the scope")
     valid_from = _day(f"{path}.from", raw["from"]) if "from" in raw else None
     source = raw.get("source", "config")
     if not isinstance(source, str):

@@ -269,7 +269,7 @@ class Store:
             if new != tuple(row[10:13]):
                 changed += 1
                 updates.append((*new, row[0]))
-        with _tx(self.conn):
+        with _tx(self):
             self.conn.executemany(
                 "UPDATE usage SET est_cost_nanos = ?, est_currency = ?, price_basis = ? WHERE id = ?", updates
             )
@@ -280,7 +280,7 @@ class Store:
         """Recompute the 15-minute rollup for buckets changed since the last report; returns how many."""
         if not self.conn.execute("SELECT 1 FROM rollup_dirty LIMIT 1").fetchone():
             return 0
-        with _tx(self.conn):
+        with _tx(self):
             buckets = [b for (b,) in self.conn.execute("SELECT bucket FROM rollup_dirty ORDER BY bucket")]
             for lo, hi in _ranges(buckets, ROLLUP):
                 self.conn.execute("DELETE FROM usage_rollup WHERE bucket >= ? AND bucket < ?", (lo, hi))
@@ -289,8 +289,10 @@ class Store:
         return len(buckets)
 
     def mark_all_dirty(self) -> None:
+        # the rollup's own buckets too: rows removed behind the triggers' back leave buckets to drop
         self.conn.execute(
-            "INSERT OR IGNORE INTO rollup_dirty SELECT DISTINCT start_ts - start_ts % 900 FROM usage"
+            "INSERT OR IGNORE INTO rollup_dirty SELECT DISTINCT start_ts - start_ts % 900 FROM usage "
+            "UNION SELECT DISTINCT bucket FROM usage_rollup"
         )
 
     # -- merge -----------------------------------------------------------------------------
@@ -320,39 +322,45 @@ class Store:
         before = self.conn.total_changes
         self.conn.execute("ATTACH DATABASE ? AS other", (f"{other.resolve().as_uri()}?mode=ro",))
         try:
-            self.conn.execute("BEGIN IMMEDIATE")
-            cols = ", ".join(f'"{c}"' for c in USAGE_COLUMNS)
-            sets = ", ".join(f'"{c}" = excluded."{c}"' for c in USAGE_COLUMNS if c != "id")
-            # buckets of merged rows need their rollup recomputed (updates are marked by trigger)
-            self.conn.execute(
-                "INSERT OR IGNORE INTO main.rollup_dirty SELECT DISTINCT start_ts - start_ts % 900 FROM other.usage"
-            )
-            cur = self.conn.execute(
-                f"INSERT INTO main.usage ({cols}) SELECT {cols} FROM other.usage WHERE true "
-                f"ON CONFLICT(id) DO UPDATE SET {sets} "
-                "WHERE excluded.content_hash IS NOT main.usage.content_hash "
-                "AND excluded.fetched_at > main.usage.fetched_at"
-            )
-            usage = cur.rowcount
-            cur = self.conn.execute(
-                "INSERT OR IGNORE INTO main.quota_snapshots SELECT * FROM other.quota_snapshots"
-            )
-            snaps = cur.rowcount
-            self.conn.execute("COMMIT")
-        except Exception:
-            self.conn.execute("ROLLBACK")
-            raise
+            with _tx(self):
+                cols = ", ".join(f'"{c}"' for c in USAGE_COLUMNS)
+                sets = ", ".join(f'"{c}" = excluded."{c}"' for c in USAGE_COLUMNS if c != "id")
+                # buckets of rows new to us need their rollup recomputed (updates are marked by trigger);
+                # rows we already hold mark nothing, so merging the same file again changes nothing
+                self.conn.execute(
+                    "INSERT OR IGNORE INTO main.rollup_dirty SELECT DISTINCT o.start_ts - o.start_ts % 900 "
+                    "FROM other.usage o WHERE NOT EXISTS (SELECT 1 FROM main.usage m WHERE m.id = o.id)"
+                )
+                cur = self.conn.execute(
+                    f"INSERT INTO main.usage ({cols}) SELECT {cols} FROM other.usage WHERE true "
+                    f"ON CONFLICT(id) DO UPDATE SET {sets} "
+                    "WHERE excluded.content_hash IS NOT main.usage.content_hash "
+                    "AND excluded.fetched_at > main.usage.fetched_at"
+                )
+                usage = cur.rowcount
+                cur = self.conn.execute(
+                    "INSERT OR IGNORE INTO main.quota_snapshots SELECT * FROM other.quota_snapshots"
+                )
+                snaps = cur.rowcount
         finally:
             self.conn.execute("DETACH DATABASE other")
         return {"usage": usage, "quota_snapshots": snaps, "changes": self.conn.total_changes - before}
 
 
 class _tx:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
+    def __init__(self, store: Store) -> None:
+        self.conn = store.conn
+        self.path = store.path
 
     def __enter__(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
+            # the busy timeout ran out: one clear line instead of a traceback
+            raise StoreError(f"database {self.path} is busy: another tokenmeter run is writing to it; "
+                             "try again when it has finished") from None
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
@@ -474,6 +482,7 @@ class WriteSession:
             )
         self.conn.execute("COMMIT")
         self._in_tx = False
+        self._max_rowid = None  # another writer may insert before our next transaction
         self.committed = RunCounts(**self.counts.__dict__)
 
     def finish(self, cursor: Mapping[str, Any] | None) -> None:
