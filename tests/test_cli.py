@@ -462,3 +462,24 @@ def test_quiet_unknown_tokens_are_not_zero():
                                       cost="2.5")], kind="ledger"))
     assert cli_run(["fetch", "bill"], NOW).exit_code == 0
     assert cli_run(["--today", "-q"], NOW).stdout == "?\t2.5\t?\n"
+
+
+@pytest.mark.parametrize("args", [["--today", "--month"], ["--days", "7", "--week"],
+                                  ["--from", "2026-03-01", "--days", "3"], ["--period", "month", "--all"]])
+def test_two_periods_are_a_usage_error(args):
+    result = cli_run(["report", *args, "--json"])
+    assert result.exit_code == 64
+    assert "choose one period" in result.stderr
+
+
+def test_period_flag_before_a_command_is_a_usage_error():
+    result = cli_run(["--month", "report", "--json"])
+    assert result.exit_code == 64 and "--month goes after the command" in result.stderr
+
+
+def test_unwritable_output_is_a_one_line_error(tmp_path):
+    target = tmp_path / "no-such-dir" / "x" / "d.html"
+    (tmp_path / "no-such-dir").write_text("a file, not a folder")
+    result = cli_run(["dashboard", "-o", str(target)])
+    assert result.exit_code == 4
+    assert result.stderr.startswith("Error: ") and len(result.stderr.strip().splitlines()) == 1

@@ -178,3 +178,11 @@ def test_cli_config_option(tmp_path):
     assert json.loads(result.stdout)["period"]["tz"] == "Asia/Tokyo"
     missing = cli_run(["report", "--json", "--config", str(tmp_path / "nope.toml")])
     assert missing.exit_code == 4 and "does not exist" in missing.stderr
+
+
+def test_literal_webhook_url_is_accepted_with_a_warning():
+    from tokenmeter.config import parse_config
+
+    cfg = parse_config({"alerts": [{"type": "webhook", "url": "https://hooks.example.test/services/T0/B0/FAKE"}]})
+    assert cfg.warnings == ["alerts[0].url holds a webhook URL, which is a secret; prefer url_env"]
+    assert "FAKE" not in cfg.warnings[0]

@@ -204,6 +204,10 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
     if not isinstance(alerts, list):
         raise ConfigError("alerts: expected [[alerts]] tables")
     cfg.alerts = list(alerts)
+    for i, table in enumerate(cfg.alerts):
+        if isinstance(table, Mapping) and isinstance(table.get("url"), str):
+            # Slack/Discord webhook URLs carry their token in the path
+            cfg.warnings.append(f"alerts[{i}].url holds a webhook URL, which is a secret; prefer url_env")
     prices = data.get("prices", {})
     _table(prices, "prices")
     cfg.prices = dict(prices)

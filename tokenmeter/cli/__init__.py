@@ -69,6 +69,11 @@ class RootGroup(click.Group):
             sys.exit(exc.exit_code)
         except BrokenPipeError:
             sys.exit(0)
+        except OSError as exc:  # an unwritable --output, a full disk: one line, not a traceback
+            if os.environ.get("TOKENMETER_RAISE_ERRORS") not in (None, "", "0") or debug:
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(4)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
@@ -98,7 +103,8 @@ def cli(ctx: click.Context, dashboard: bool, **kwargs: Any) -> None:
         ctx.obj = Env()
     if ctx.invoked_subcommand is not None:
         # `tokenmeter --provider qwen report` would otherwise report every provider
-        stray = _given(ctx, [n for n in kwargs if n != "fmt"] + ["dashboard", "as_json", "as_csv", "fmt"])
+        stray = _given(ctx, [p.name for p in ctx.command.params
+                             if p.name and p.name not in ("db_opt", "config_opt", "debug_opt", "version")])
         if stray:
             raise click.UsageError(f"{stray[0]} goes after the command: "
                                    f"`tokenmeter {ctx.invoked_subcommand} {stray[0]} ...`")
@@ -121,9 +127,6 @@ def _given(ctx: click.Context, names: list[str]) -> list[str]:
     out = []
     for param in ctx.command.params:
         if param.name in names and ctx.get_parameter_source(param.name) is ParameterSource.COMMANDLINE:
-            flag = getattr(param, "flag_value", None)
-            if param.name == "preset" and flag != ctx.params.get("preset"):
-                continue  # --today, --month … share one parameter: name the one given
             if param.opts[0] not in out:
                 out.append(param.opts[0])
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -27,16 +28,14 @@ CSV_METRICS = [
 def report_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """The period, filter, grouping and output options of a usage report."""
     opts = [
-        click.option(
-            "--today", "preset", flag_value="today", help="Today (the default)."
-        ),
-        click.option("--yesterday", "preset", flag_value="yesterday", help="Yesterday."),
-        click.option("--week", "preset", flag_value="week", help="This ISO week, Monday to Sunday."),
-        click.option("--month", "preset", flag_value="month", help="This calendar month."),
-        click.option("--last-month", "preset", flag_value="last-month", help="The previous calendar month."),
-        click.option("--quarter", "preset", flag_value="quarter", help="This calendar quarter."),
-        click.option("--year", "preset", flag_value="year", help="This calendar year."),
-        click.option("--all", "preset", flag_value="all", help="Everything in the database."),
+        click.option("--today", "p_today", is_flag=True, help="Today (the default)."),
+        click.option("--yesterday", "p_yesterday", is_flag=True, help="Yesterday."),
+        click.option("--week", "p_week", is_flag=True, help="This ISO week, Monday to Sunday."),
+        click.option("--month", "p_month", is_flag=True, help="This calendar month."),
+        click.option("--last-month", "p_last_month", is_flag=True, help="The previous calendar month."),
+        click.option("--quarter", "p_quarter", is_flag=True, help="This calendar quarter."),
+        click.option("--year", "p_year", is_flag=True, help="This calendar year."),
+        click.option("--all", "p_all", is_flag=True, help="Everything in the database."),
         click.option("--period", "period_name", metavar="NAME",
                      help="today, yesterday, week, month, last-month, quarter, year, all or YYYY-MM."),
         click.option("--from", "--since", "date_from", metavar="DATE", help="First day, YYYY-MM-DD (inclusive)."),
@@ -57,9 +56,27 @@ def report_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--offline", is_flag=True, help="Read the database only; refresh nothing."),
         click.option("--refresh", is_flag=True, help="Fetch from every source (ledgers too) first."),
     ]
+    @functools.wraps(f)
+    def one_period(*args: Any, **kwargs: Any) -> Any:
+        # one way of naming the period: `--today --month` or `--days 7 --from X` is a usage error,
+        # not a silent pick
+        chosen = [name for name in PRESET_FLAGS if kwargs.pop("p_" + name.replace("-", "_"))]
+        if kwargs.get("period_name"):
+            chosen.append("period " + kwargs["period_name"])
+        if kwargs.get("days") is not None:
+            chosen.append("days")
+        if kwargs.get("date_from") or kwargs.get("date_to"):
+            chosen.append("from/to")
+        if len(chosen) > 1:
+            given = ", ".join("--" + c.split()[0] for c in chosen)
+            raise click.UsageError(f"choose one period: {given} conflict")
+        kwargs["preset"] = next((c for c in chosen if c in PRESET_FLAGS), None)
+        return f(*args, **kwargs)
+
+    g: Callable[..., Any] = one_period
     for opt in reversed(opts):
-        f = opt(f)
-    return format_options(f)
+        g = opt(g)
+    return format_options(g)
 
 
 def default_group_by(period: Any) -> list[str]:
