@@ -1,8 +1,8 @@
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 
-from tokenmeter import ConfigError, check_base_url, is_loopback, parse_time
+from tokenmeter import ConfigError, check_base_url, is_loopback, parse_day, parse_time
 
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "127.9.9.9", "::1", "[::1]"])
@@ -31,3 +31,8 @@ def test_parse_time():
     assert parse_time("2026-03-01T18:00:00+08:00") == datetime(2026, 3, 1, 10, tzinfo=UTC)
     assert parse_time("2026-03-01T10:00:00") == datetime(2026, 3, 1, 10, tzinfo=UTC)
     assert parse_time("yesterday") is None and parse_time(None) is None and parse_time(5) is None
+
+
+def test_parse_day():
+    assert parse_day("2026-03-01") == date(2026, 3, 1)
+    assert parse_day("2026-02-30") is None and parse_day(None) is None and parse_day(20260301) is None

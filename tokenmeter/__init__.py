@@ -24,7 +24,7 @@ from .errors import (
 from .hookspecs import hookimpl
 from .records import Cursor, QuotaSnapshot, UsageRecord
 from .sources import Progress, Source, SourceContext, Window
-from .util import check_base_url, is_loopback, parse_time
+from .util import check_base_url, is_loopback, parse_day, parse_time
 
 if TYPE_CHECKING:
     from .api import Tokenmeter
@@ -56,6 +56,7 @@ __all__ = [
     "hookimpl",
     "is_loopback",
     "open",
+    "parse_day",
     "parse_retry_after",
     "parse_time",
     "raise_for_status",

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
-__all__ = ["check_base_url", "is_loopback", "parse_time"]
+__all__ = ["check_base_url", "is_loopback", "parse_day", "parse_time"]
 
 
 def is_loopback(host: str | None) -> bool:
@@ -51,3 +51,13 @@ def parse_time(value: Any) -> datetime | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when.astimezone(UTC)
+
+
+def parse_day(value: Any) -> date | None:
+    """A ``YYYY-MM-DD`` string (from an API or a cursor) as a ``date``; None if absent or bad."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None

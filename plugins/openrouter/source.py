@@ -33,6 +33,7 @@ from tokenmeter import (
     UsageRecord,
     Window,
     check_base_url,
+    parse_day,
     parse_time,
     raise_for_status,
     send,
@@ -274,7 +275,7 @@ class OpenRouterSource(Source):
         oldest = today - timedelta(days=HISTORY_DAYS)
         newest = today - timedelta(days=1)
         final_limit = newest - timedelta(days=SETTLE_DAYS)
-        base = _cursor_day(cursor.get("final_through"))
+        base = parse_day(cursor.get("final_through"))
 
         if window.start is not None:  # an explicit --from/--to range
             first = max(oldest, window.start.astimezone(UTC).date())
@@ -557,15 +558,6 @@ def _add(a: UsageRecord, b: UsageRecord) -> UsageRecord:
         cost_kind="billed" if cost is not None else None,
         details=details,
     )
-
-
-def _cursor_day(value: Any) -> date | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        return None
 
 
 def _final_through(base: date | None, fetched: set[date], oldest: date, final_limit: date) -> date | None:

@@ -16,6 +16,7 @@ from tokenmeter import (
     SourceDataError,
     UsageRecord,
     Window,
+    parse_day,
     parse_time,
 )
 
@@ -34,7 +35,20 @@ def _settings_field(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
-class QwenCloudSource(Source):
+class _CliSource(Source):
+    """What both QwenCloud sources share: the CLI runner and the "is it installed" check."""
+
+    def __init__(self, settings: Any, ctx: Any) -> None:
+        super().__init__(settings, ctx)
+        self.cli = QwenCloudCli(command=settings.command, timeout=float(settings.timeout), source_id=self.id)
+
+    def available(self) -> str | None:
+        if resolve(self.settings.command) is None:
+            return not_found_message(self.settings.command)
+        return None
+
+
+class QwenCloudSource(_CliSource):
     """QwenCloud pay-as-you-go bills per day and model, free-tier / coding-plan / token-plan quotas."""
 
     id = "qwencloud"
@@ -66,16 +80,7 @@ class QwenCloudSource(Source):
             _check_range("backfill_months", self.backfill_months, 1, 12)
             _check_range("settle_days", self.settle_days, 1, 31)
 
-    def __init__(self, settings: Any, ctx: Any) -> None:
-        super().__init__(settings, ctx)
-        self.cli = QwenCloudCli(command=settings.command, timeout=float(settings.timeout), source_id=self.id)
-
     # -- host hooks ------------------------------------------------------------------------
-    def available(self) -> str | None:
-        if resolve(self.settings.command) is None:
-            return not_found_message(self.settings.command)
-        return None
-
     def health(self) -> tuple[bool, str]:
         """``(ok, message)`` from ``qwencloud auth status --format json`` (for ``tokenmeter sources``)."""
         return auth_health(self.cli)
@@ -85,7 +90,7 @@ class QwenCloudSource(Source):
         now = self.ctx.now()
         today = now.astimezone(tz).date()
         settle = max(1, int(self.settings.settle_days))
-        final_through = _parse_day(cursor.get("final_through")) if cursor else None
+        final_through = parse_day(cursor.get("final_through")) if cursor else None
         oldest = today - timedelta(days=365)  # the CLI refuses ranges more than 1 year back
 
         if self.settings.request_logs:
@@ -204,7 +209,7 @@ class QwenCloudSource(Source):
     def _day_record(
         self, row: dict[str, Any], model: str, lo: date, hi: date, tz: tzinfo
     ) -> UsageRecord | None:
-        day = _parse_day(row.get("period"))
+        day = parse_day(row.get("period"))
         where = f"breakdown {model} {row.get('period')!r}"
         if day is None:
             self.ctx.skip(where, "not a YYYY-MM-DD day")
@@ -250,7 +255,7 @@ class QwenCloudSource(Source):
         yield from summary_snapshots(doc, now, self.ctx)
 
 
-class QwenCloudLogsSource(Source):
+class QwenCloudLogsSource(_CliSource):
     """Per-request QwenCloud logs (`qwencloud usage logs`, 14 days): input/output tokens per call.
 
     A separate source of kind ``log`` so reports use the bills where they cover a day and these
@@ -279,16 +284,10 @@ class QwenCloudLogsSource(Source):
             _check_range("page_size", self.page_size, 1, 100)
             _check_range("max_pages", self.max_pages, 1, 100_000)
 
-    def __init__(self, settings: Any, ctx: Any) -> None:
-        super().__init__(settings, ctx)
-        self.cli = QwenCloudCli(command=settings.command, timeout=float(settings.timeout), source_id=self.id)
-
     def available(self) -> str | None:
         if not self.settings.request_logs:
             return f"off: set request_logs = true in [sources.{self.id}]"
-        if resolve(self.settings.command) is None:
-            return not_found_message(self.settings.command)
-        return None
+        return super().available()
 
     def health(self) -> tuple[bool, str]:
         return auth_health(self.cli)
@@ -302,7 +301,7 @@ class QwenCloudLogsSource(Source):
             last = min(_last_day(window.end, tz), today)
         else:
             first = today - timedelta(days=max(1, min(14, int(self.settings.days))) - 1)
-            through = _parse_day(cursor.get("through")) if cursor else None
+            through = parse_day(cursor.get("through")) if cursor else None
             if through is not None:
                 first = max(first, through - timedelta(days=1))  # a day of overlap: keys replace rows
             last = today
@@ -522,15 +521,6 @@ def _month_ranges(first: date, last: date) -> Iterator[tuple[date, date]]:
         hi = min(last, next_month - timedelta(days=1))
         yield lo, hi
         lo = next_month
-
-
-def _parse_day(value: Any) -> date | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        return None
 
 
 def _dec(value: Any) -> Decimal | None:
