@@ -169,8 +169,11 @@ def test_paths_globs_home_and_compressed(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_available(tmp_path: Path) -> None:
     src = DashscopeLogSource(DashscopeLogSource.Settings(), fake_context("dashscope-log"))
-    assert src.settings.paths == ["/opt/ai-orchestrator/var/logs/qwen-usage.tsv"]
-    assert src.available() == "no log files at /opt/ai-orchestrator/var/logs/qwen-usage.tsv"
+    # the writer logs text calls and vision calls to two files: both are read by default
+    assert src.settings.paths == ["/opt/ai-orchestrator/var/logs/qwen-usage.tsv",
+                                  "/opt/ai-orchestrator/var/logs/qwen-vision-usage.tsv"]
+    assert src.available() == ("no log files at /opt/ai-orchestrator/var/logs/qwen-usage.tsv, "
+                               "/opt/ai-orchestrator/var/logs/qwen-vision-usage.tsv")
     tsv(tmp_path / "x.tsv", ROW)
     ok = DashscopeLogSource(DashscopeLogSource.Settings(paths=[str(tmp_path / "*.tsv")]), fake_context())
     assert ok.available() is None
@@ -221,3 +224,104 @@ def test_unterminated_line_with_reordered_columns_keeps_its_key(tmp_path: Path) 
     stored = {r.key: r.input_tokens for r in first.records}
     stored.update({r.key: r.input_tokens for r in second.records})
     assert list(stored.values()) == [123]  # one call, with its complete count
+
+
+# As the real writer (the orchestrator's brain.py) writes them: no header, `?` for a model or
+# provider the API result did not name, the cost as f"{cost:.8f}" at one flat rate for every model
+# ($0.40 / $1.20 per 1M input / output tokens; vision calls $0.50 / $1.50, provider qwen-vl-singapore).
+WRITER_TEXT = "2026-02-19T12:30:17Z\tqwen-plus-latest\tqwen-singapore\t74\t2\t0.00003200\n"
+WRITER_VISION = "2026-02-19T12:31:00Z\tqwen3-vl-flash\tqwen-vl-singapore\t1000\t100\t0.00065000\n"
+
+
+def test_default_paths_read_text_and_vision_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tokenmeter_plugins.dashscope_log import tsv as tsv_mod
+
+    text, vision = tmp_path / "qwen-usage.tsv", tmp_path / "qwen-vision-usage.tsv"
+    text.write_text(WRITER_TEXT)
+    vision.write_text(WRITER_VISION)
+    monkeypatch.setattr(tsv_mod, "DEFAULT_PATHS", (str(text), str(vision)))
+    got = collect(DashscopeLogSource, {})
+    check_records(got.records)
+    assert [(r.model, r.provider, r.input_tokens, r.output_tokens, r.cost, r.cost_kind) for r in got.records] == [
+        ("qwen-plus-latest", "qwen-singapore", 74, 2, Decimal("0.000032"), "logged"),
+        ("qwen3-vl-flash", "qwen-vl-singapore", 1000, 100, Decimal("0.00065"), "logged")]
+    assert got.ctx.skipped == 0
+
+
+def test_question_mark_means_unknown(tmp_path: Path) -> None:
+    p = tmp_path / "qwen-usage.tsv"
+    p.write_text("2026-02-19T12:30:17Z\t?\tqwen-singapore\t74\t2\t0.00003200\n"
+                 "2026-02-19T12:30:18Z\tqwen-max\t?\t74\t2\t0.00003200\n"
+                 "2026-02-19T12:30:19Z\t?\t?\t0\t0\t0.00000000\n")
+    got = collect(DashscopeLogSource, {"paths": [str(p)]})
+    check_records(got.records)
+    # no model named "?" (it would be a model of its own, unpriced under a fake name): no model at all;
+    # an unknown provider gets the source's default label and the call is kept
+    assert [(r.model, r.provider, r.cost) for r in got.records] == [
+        (None, "qwen-singapore", Decimal("0.000032")), ("qwen-max", "qwen", Decimal("0.000032")),
+        (None, "qwen", Decimal("0"))]
+    assert got.ctx.skipped == 0
+
+
+@pytest.mark.parametrize(("fields", "reason"), [
+    ("100\t20\t-5", "negative cost_usd"),
+    ("100\t20\t-0.00003200", "negative cost_usd"),
+    ("1_000\t20\t0.1", "non-numeric token count"),
+    ("100\t2_0\t0.1", "non-numeric token count"),
+    ("100\t20\t1_000", "non-numeric cost_usd"),
+    ("100\t20\t0.000_1", "non-numeric cost_usd"),
+    ("\u0661\u0660\u0660\t20\t0.1", "non-numeric token count"),  # Arabic-Indic ١٠٠
+    ("100\t\u06f2\u06f0\t0.1", "non-numeric token count"),  # Extended Arabic-Indic ۲۰
+    ("100\t20\t\u0660.\u0661", "non-numeric cost_usd"),  # ٠.١
+    ("\uff11\uff10\uff10\t20\t0.1", "non-numeric token count"),  # fullwidth １００
+    ("100\t-20\t0.1", "negative token count"),
+    ("100\t20\tInfinity", "non-numeric cost_usd"),
+    ("1" * 5000 + "\t20\t0.1", "token count over 10^12"),  # past int()'s digit limit: no crash
+])
+def test_numbers_python_would_accept_but_no_writer_writes_are_bad_lines(tmp_path: Path, fields: str,
+                                                                        reason: str) -> None:
+    # int("1_000"), int("١٠٠") and Decimal("٠.١") all succeed in Python: each is a bad line here
+    p = tmp_path / "n.tsv"
+    p.write_text(WRITER_TEXT + f"2026-02-19T12:30:18Z\tqwen-plus\tqwen-singapore\t{fields}\n" + WRITER_TEXT,
+                 encoding="utf-8")
+    got = collect(DashscopeLogSource, {"paths": [str(p)]})
+    check_records(got.records)
+    assert len(got.records) == 2 and all(r.input_tokens == 74 for r in got.records)
+    assert got.ctx.skipped == 1
+    assert got.ctx.skip_examples == [f"{p}:2: {reason}"]
+
+
+def test_plain_numbers_still_read(tmp_path: Path) -> None:
+    p = tsv(tmp_path / "ok.tsv", "2026-02-19T12:30:18Z\tqwen-plus\tqwen-singapore\t 7 \t+3\t1.5e-6",
+            "2026-02-19T12:30:19Z\tqwen-plus\tqwen-singapore\t7\t3\t.5",
+            "2026-02-19T12:30:20Z\tqwen-plus\tqwen-singapore\t7\t3\t-0")
+    got = collect(DashscopeLogSource, {"paths": [str(p)]})
+    assert [(r.input_tokens, r.output_tokens, r.cost) for r in got.records] == [
+        (7, 3, Decimal("0.0000015")), (7, 3, Decimal("0.5")), (7, 3, Decimal("0"))]
+    assert got.ctx.skipped == 0
+
+
+def test_reconcile_shows_the_logged_flat_rate_cost_beside_the_estimate(tokenmeter_env: Path,
+                                                                        tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from tokenmeter.cli import cli
+
+    log = tmp_path / "qwen-usage.tsv"
+    # 1M input tokens of qwen-max: the writer logs its flat $0.40 per 1M, the price table says more
+    log.write_text("2026-02-19T12:30:17Z\tqwen-max\tqwen-singapore\t1000000\t0\t0.40000000\n"
+                   "2026-02-19T12:30:18Z\t?\tqwen-singapore\t1000\t0\t0.00040000\n")
+    (tokenmeter_env / "config.toml").write_text(f"[sources.dashscope-log]\npaths = [{json.dumps(str(log))}]\n")
+    env = {"TOKENMETER_NOW": "2026-02-20T12:00:00Z"}  # built-in plugins loaded: the real source
+    assert CliRunner().invoke(cli, ["fetch", "dashscope-log", "--json"], env=env).exit_code == 0
+    result = CliRunner().invoke(cli, ["reconcile", "--period", "all", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    rows = {r["model"]: r for r in json.loads(result.stdout)["rows"]}
+    row = rows["qwen-max"]
+    assert (row["currency"], Decimal(row["logged"])) == ("USD", Decimal("0.4"))
+    assert row["estimated"] is not None and Decimal(row["estimated"]) > Decimal("0.4")
+    assert Decimal(row["logged_minus_estimated"]) == Decimal(row["logged"]) - Decimal(row["estimated"])
+    # the unknown model ("?") is no model: its logged cost is kept, nothing estimates it
+    assert (Decimal(rows[None]["logged"]), rows[None]["estimated"]) == (Decimal("0.0004"), None)
+    table = CliRunner().invoke(cli, ["reconcile", "--period", "all", "-f", "table"], env=env).stdout
+    assert "Logged minus estimated" in table and "flat rate" in table

@@ -325,7 +325,7 @@ def test_demo_works_offline_without_config(tokenmeter_env: Path, tmp_path: Path,
     result = run("demo", "--keep", str(tmp_path / "demo"), "--json")
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
-    assert "150 new records" in result.stderr and "94 new records" in result.stderr
+    assert "150 new records" in result.stderr and "104 new records" in result.stderr
     assert "Next:" in result.stderr  # tells the user what to run next
 
     expected = json.loads(DEMO_EXPECTED.read_text())
@@ -347,7 +347,7 @@ def test_demo_works_offline_without_config(tokenmeter_env: Path, tmp_path: Path,
     assert sum(dec(r["cost"]) for r in tsv_rows) == Decimal(tsv["cost_usd"])
     assert {r["cost_kind"] for r in tsv_rows} == {"logged"}
     total = report["total"]
-    assert total["requests"] == code["requests"] + tsv["requests"] == 244
+    assert total["requests"] == code["requests"] + tsv["requests"] == 254
     assert total["cost_kind"] == "mixed"
     assert not (tokenmeter_env / "tokenmeter.db").exists()  # the user's database is not touched
 

@@ -179,7 +179,7 @@ def test_window_from_cli(tokenmeter_env):
     assert default.start is None
     assert since.end == datetime(2026, 3, 15, 12, tzinfo=UTC)  # capped at now
     bad = cli_run(["fetch", "w", "--from", "2026-03-05", "--to", "2026-03-01"], env)
-    assert bad.exit_code == 4
+    assert bad.exit_code == 64  # a command-line usage error (issue 13), not a config error
 
 
 def test_exit_code_for():

@@ -121,7 +121,8 @@ def test_qwen_beijing_is_priced_in_cny_from_the_china_table(book):
     assert " cn from " in e.basis
 
 
-@pytest.mark.parametrize("provider", ["qwen", "qwen-singapore", "qwen-virginia", "QWEN", "dashscope-intl"])
+@pytest.mark.parametrize("provider", ["qwen", "qwen-singapore", "qwen-virginia", "QWEN", "dashscope-intl",
+                                      "qwen-vl-singapore"])  # the DashScope vision log's label
 def test_international_labels_share_the_usd_table(book, provider):
     e = est(book, provider=provider, input_tokens=50_000, output_tokens=2_000)
     assert (e.cost, e.currency) == (Decimal("0.108"), "USD")

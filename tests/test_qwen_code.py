@@ -36,8 +36,8 @@ def by_day_model(records: list[Any]) -> dict[tuple[str, str], dict[str, int]]:
     out: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for r in records:
         acc = out[(r.start.astimezone(UTC).date().isoformat(), r.model)]
-        acc["prompt"] += r.input_tokens
-        acc["candidates"] += r.output_tokens
+        acc["prompt"] += r.input_tokens or 0  # None: only a total was reported
+        acc["candidates"] += r.output_tokens or 0
         acc["cached"] += r.cache_read_tokens or 0
         acc["thoughts"] += r.reasoning_tokens or 0
         acc["total"] += r.total_tokens
@@ -100,6 +100,19 @@ def U(p: int, c: int, t: int | None = None, k: int = 0, total: int | None = None
 
 # -- the shared sample ------------------------------------------------------------------------------
 
+def by_agent(records: list[Any]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for r in records:
+        acc = out[r.agent]
+        acc["prompt"] += r.input_tokens or 0
+        acc["candidates"] += r.output_tokens or 0
+        acc["cached"] += r.cache_read_tokens or 0
+        acc["thoughts"] += r.reasoning_tokens or 0
+        acc["total"] += r.total_tokens
+        acc["requests"] += r.requests
+    return {k: dict(v) for k, v in out.items()}
+
+
 def test_sample_tree_matches_expected_day_model_sums(samples: Path, tmp_path: Path) -> None:
     shutil.copytree(samples / "qwen-code" / "home", tmp_path / "home")
     expected = json.loads((samples / "qwen-code" / "expected.json").read_text())
@@ -107,20 +120,23 @@ def test_sample_tree_matches_expected_day_model_sums(samples: Path, tmp_path: Pa
     check_records(got.records)
     assert by_day_model(got.records) == expected_rows(expected)
     assert totals(got.records) == expected["totals"]
-    assert totals(got.records) != expected["naive_totals"]  # fork copies are not double counted
+    assert by_agent(got.records) == expected["by_agent"]
+    assert totals(got.records) != expected["naive_totals"]  # agent calls counted, fork copies once
     # the NUL garbage line is counted with its position; the truncated last line is not an error
     assert got.ctx.skipped == 1
     assert got.ctx.skip_examples == [
         f"{tmp_path}/home/.qwen/projects/-home-alice-work-web-shop/chats/"
-        "07d9b1fd-7ab7-49c4-87c5-339ac4a0c768.jsonl:53: NUL bytes"
+        "f3714b61-45bc-4e69-991a-b651449950b1.jsonl:56: NUL bytes"
     ]
-    r = next(r for r in got.records if r.key == "13cc4e70-659d-49cb-8ac0-bfa6b4f1e264")
-    assert (r.provider, r.model, r.project, r.session, r.account) == (
-        "qwen", "qwen3-coder-plus", "/home/alice/work/tokenmeter", "2ff681bf-a15e-4951-bfaf-35a57eba3377",
-        "test-machine")
-    assert (r.input_tokens, r.output_tokens, r.reasoning_tokens, r.total_tokens, r.requests) == (
-        15160, 697, 0, 15857, 1)
-    assert r.start == datetime(2026, 3, 4, 12, 1, 3, 515000, tzinfo=UTC)
+    assert got.ctx.unrecognised_count == 0
+    # a background agent's call: only its telemetry event records it
+    r = next(r for r in got.records if r.key == "r:chatcmpl-e84398d1ce51263773f5c5438c475011")
+    assert (r.provider, r.model, r.project, r.session, r.account, r.agent) == (
+        "qwen", "qwen3.5-plus", "/home/alice/work/tokenmeter", "b08ca8d4-0387-4fe4-b80a-68ef2ff681bf",
+        "test-machine", "managed-auto-memory-extractor")
+    assert (r.input_tokens, r.output_tokens, r.cache_read_tokens, r.reasoning_tokens, r.total_tokens,
+            r.requests) == (12193, 619, 5440, 0, 12812, 1)
+    assert r.start == datetime(2026, 3, 4, 12, 0, 31, 615000, tzinfo=UTC)
 
 
 def test_sample_tree_twice_and_completed_truncated_line(samples: Path, tmp_path: Path) -> None:
@@ -129,13 +145,14 @@ def test_sample_tree_twice_and_completed_truncated_line(samples: Path, tmp_path:
     first = collect(QwenCodeSource, settings)
     again = collect(QwenCodeSource, settings, cursor=first.cursor)
     assert again.records == [] and again.ctx.skipped == 0
-    # the writer finishes the truncated line: it is counted once, on the next run
-    path = tmp_path / "home/.qwen/projects/-home-alice-work-web-shop/chats/ff89d818-e382-4b66-b9b7-501be2eb5717.jsonl"
+    # the writer finishes the truncated telemetry line: it is counted once, on the next run
+    path = tmp_path / "home/.qwen/projects/-home-alice-work-web-shop/chats/b81713f5-0a04-4982-bcef-f073bdee8f9f.jsonl"
     with open(path, "ab") as f:
-        f.write(b'"totalTokenCount":31798,"cachedContentTokenCount":0},"contextWindowSize":1000000}\n')
+        f.write(b'"total_token_count":48521,"prompt_id":"x","auth_type":"openai"}}}\n')
     third = collect(QwenCodeSource, settings, cursor=first.cursor)
-    assert [(r.model, r.input_tokens, r.output_tokens) for r in third.records] == [("qwen3-coder-flash", 31204, 594)]
-    assert third.records[0].start.date().isoformat() == "2026-03-04"
+    assert [(r.model, r.input_tokens, r.output_tokens, r.agent) for r in third.records] == [
+        ("qwen-max", 48500, 21, "main")]
+    assert third.records[0].start.date().isoformat() == "2026-03-02"
 
 
 # -- generated trees ------------------------------------------------------------------------------
@@ -158,7 +175,8 @@ def test_generated_tree_with_forks_and_quirks(tmp_path: Path, monkeypatch: pytes
     assert got.ctx.skip_examples == [f"{expected['garbage']}: NUL bytes"]
     # old-version records have no thoughtsTokenCount: reasoning is "not reported", not 0
     assert any(r.reasoning_tokens is None for r in got.records)
-    assert len(got.cursor["files"]) == expected["stats"]["files"]
+    ledgers = list((tmp_path / "qwen").glob("usage/token-usage-*.jsonl"))
+    assert len(got.cursor["files"]) == expected["stats"]["files"] + len(ledgers)
 
 
 def test_small_blocks_give_the_same_answer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -306,15 +324,31 @@ def test_unterminated_complete_last_line_is_read_but_not_passed(tmp_path: Path) 
 # -- source plumbing ------------------------------------------------------------------------------
 
 def test_available_and_default_roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("QWEN_RUNTIME_DIR", "QWEN_HOME", "QWEN_DATA_DIR"):
+        monkeypatch.delenv(var, raising=False)
     assert default_roots() == ["~/.qwen"]
-    monkeypatch.setenv("QWEN_DATA_DIR", str(tmp_path / "data"))
-    assert default_roots() == [str(tmp_path / "data")]
+    monkeypatch.setenv("QWEN_DATA_DIR", str(tmp_path / "data"))  # ccusage's variable: read as well
+    assert default_roots() == ["~/.qwen", str(tmp_path / "data")]
+    # Qwen Code's own order: $QWEN_RUNTIME_DIR, settings advanced.runtimeOutputDir, $QWEN_HOME, ~/.qwen
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "settings.json").write_text(json.dumps({"advanced": {"runtimeOutputDir": str(tmp_path / "out")}}))
+    monkeypatch.setenv("QWEN_HOME", str(home))
     monkeypatch.setenv("QWEN_RUNTIME_DIR", str(tmp_path / "rt"))
-    assert QwenCodeSource.Settings().roots == [str(tmp_path / "rt")]
+    assert QwenCodeSource.Settings().roots == [str(tmp_path / "rt"), str(tmp_path / "out"), str(home),
+                                               "~/.qwen", str(tmp_path / "data")]
+    monkeypatch.delenv("QWEN_DATA_DIR")
     src = QwenCodeSource(QwenCodeSource.Settings(), fake_context("qwen-code"))
-    assert src.available() == f"no log files at {tmp_path}/rt/projects/*/chats/*.jsonl"
+    # only existing roots are read; none has logs yet
+    assert src.available() == f"no log files at {home}/projects/*/chats/*.jsonl"
     write_tree(tmp_path / "rt", {"s.jsonl": [line(usage=U(1, 1))]})
     assert src.available() is None
+    # every existing root is read, and a call seen under two roots counts once
+    write_tree(tmp_path / "out", {"s.jsonl": [line(usage=U(1, 1))]})
+    write_tree(tmp_path / "out", {"t.jsonl": [line("u2", usage=U(2, 2))]})
+    got = collect(QwenCodeSource, QwenCodeSource.Settings())
+    assert sorted((r.key, r.input_tokens) for r in got.records) == [("u1", 1), ("u2", 2)]
+    assert src.info({})["roots"] == [str(tmp_path / "rt"), str(tmp_path / "out"), str(home)]
 
 
 def test_home_default(tmp_path: Path) -> None:

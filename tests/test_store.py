@@ -240,7 +240,7 @@ def test_merge_same_file_twice_changes_nothing(tmp_path):
         after_first = _all(s)
         snaps = s.conn.execute("SELECT * FROM quota_snapshots").fetchall()
         second = s.merge(b)
-        assert second == {"usage": 0, "quota_snapshots": 0, "changes": 0}
+        assert second == {"usage": 0, "quota_snapshots": 0, "skipped": 0, "changes": 0}
         assert _all(s) == after_first
         assert s.conn.execute("SELECT * FROM quota_snapshots").fetchall() == snaps
         assert len(after_first) == 3
@@ -277,6 +277,7 @@ EXPECTED_SCHEMA = {
         "start_ts", "end_ts", "requests", "errors", "input_tokens", "output_tokens", "cache_read_tokens",
         "cache_write_tokens", "reasoning_tokens", "total_tokens", "cost_nanos", "currency", "cost_kind",
         "est_cost_nanos", "est_currency", "price_basis", "details", "content_hash", "fetched_at",
+        "agent",  # m004: added at the end (ALTER TABLE), queries name their columns
     ],
     "quota_snapshots": ["id", "source", "provider", "account", "name", "unit", "used", "remaining", "total",
                         "resets_at", "observed_at", "details"],
@@ -431,7 +432,7 @@ def test_merge_twice_with_a_report_in_between_changes_nothing(tmp_path):
     with Store.open(a) as s:
         assert s.merge(b)["usage"] == 1
         usage_report(s, Period(None, None, UTC))  # rebuilds the rollup
-        assert s.merge(b) == {"usage": 0, "quota_snapshots": 0, "changes": 0}
+        assert s.merge(b) == {"usage": 0, "quota_snapshots": 0, "skipped": 0, "changes": 0}
         assert s.refresh_rollup() == 0  # nothing to recompute either
 
 

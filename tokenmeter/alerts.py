@@ -385,7 +385,7 @@ def _gave_up(error: str, attempts: int) -> str:
 
 
 def _post(alert: Alert, ch: WebhookChannel, client: httpx.Client | None, sleep: Callable[[float], None],
-          env: Mapping[str, str], attempts: int) -> DeliveryResult:
+          env: Mapping[str, str], attempts: int, limit: float) -> DeliveryResult:
     try:
         url, headers = ch.resolve(env)
     except LookupError as exc:
@@ -394,18 +394,21 @@ def _post(alert: Alert, ch: WebhookChannel, client: httpx.Client | None, sleep: 
     headers = {"Content-Type": "application/json", **headers}
     own = client is None
     if client is None:
-        from .http import user_agent
+        from .http import DeadlineClient, user_agent
 
-        client = httpx.Client(timeout=ch.timeout, headers={"User-Agent": user_agent()})
+        # httpx's timeout is per read: the deadline ends an attempt at `limit` even if the server drips
+        client = DeadlineClient(timeout=limit, headers={"User-Agent": user_agent()}, deadline=limit)
     host = httpx.URL(url).host
     error = ""
     try:
         for attempt in range(1, attempts + 1):
             response = None
             try:
-                response = client.post(url, content=body, headers=headers, timeout=ch.timeout)
+                request = client.build_request("POST", url, content=body, headers=headers, timeout=limit,
+                                               extensions={"deadline": limit})
+                response = client.send(request)
             except httpx.TimeoutException:
-                error = f"timed out after {ch.timeout:g}s talking to {host}"
+                error = f"timed out after {limit:g}s talking to {host}"
             except httpx.HTTPError as exc:
                 error = f"cannot reach {host} ({type(exc).__name__})"
             else:
@@ -424,8 +427,44 @@ def _post(alert: Alert, ch: WebhookChannel, client: httpx.Client | None, sleep: 
             client.close()
 
 
+def _run_command(argv: str | list[str], body: str, *, shell: bool, env: Mapping[str, str],
+                 timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` with ``body`` on stdin; at ``timeout`` kill it *and its children*.
+
+    ``subprocess.run`` kills only the direct child and then waits for its pipes to close, which a
+    grandchild (the curl a shell command started) can hold open forever.
+    """
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, shell=shell, env=dict(env), start_new_session=os.name == "posix")
+    try:
+        out, err = proc.communicate(body, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        try:
+            proc.communicate(timeout=2)
+        except (subprocess.TimeoutExpired, ValueError, OSError):
+            pass  # something outside the group still holds a pipe: give up on the output
+        raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    try:
+        if os.name == "posix":
+            import signal
+
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+    except OSError:
+        try:
+            proc.kill()
+        except OSError:
+            pass
+
+
 def _run(alert: Alert, ch: CommandChannel, sleep: Callable[[float], None], env: Mapping[str, str],
-         attempts: int) -> DeliveryResult:
+         attempts: int, limit: float) -> DeliveryResult:
     s = alert.status
     body = json.dumps(payload(alert, "json"))
     run_env = {**env, "TOKENMETER_ALERT_BUDGET": s.name, "TOKENMETER_ALERT_LEVEL": s.level,
@@ -435,12 +474,11 @@ def _run(alert: Alert, ch: CommandChannel, sleep: Callable[[float], None], env: 
     error = ""
     for attempt in range(1, attempts + 1):
         try:
-            done = subprocess.run(argv, input=body, text=True, capture_output=True, timeout=ch.timeout,
-                                  shell=shell, env=run_env, check=False)
+            done = _run_command(argv, body, shell=shell, env=run_env, timeout=limit)
         except FileNotFoundError:
             return DeliveryResult(ch.label, alert.key, False, attempt, f"command not found: {ch.target()}")
         except subprocess.TimeoutExpired:
-            error = f"command timed out after {ch.timeout:g}s"
+            error = f"command timed out after {limit:g}s"
         except OSError as exc:
             return DeliveryResult(ch.label, alert.key, False, attempt, f"cannot run command: {exc}")
         else:
@@ -461,17 +499,26 @@ def deliver(
     *,
     env: Mapping[str, str] | None = None,
     attempts: int = ATTEMPTS,
+    deadline: float | None = None,
 ) -> DeliveryResult:
     """Send one alert through one channel, retrying failures; never raises.
 
     Webhooks retry network errors, timeouts, 408/429 and 5xx (``Retry-After`` honoured up to 30 s);
-    commands retry a non-zero exit or a timeout. Error texts never contain the webhook URL.
+    commands retry a non-zero exit or a timeout. Each attempt ends, in total, after the channel's
+    ``timeout`` or ``deadline`` seconds (default: the request deadline), whichever is shorter, even
+    when the server drips its answer or the command leaves children behind. Error texts never
+    contain the webhook URL.
     """
     env = os.environ if env is None else env
     try:
+        if deadline is None:
+            from .config import request_deadline
+
+            deadline = request_deadline()
+        limit = min(channel.timeout, deadline)
         if isinstance(channel, WebhookChannel):
-            return _post(alert, channel, client, sleep, env, attempts)
-        return _run(alert, channel, sleep, env, attempts)
+            return _post(alert, channel, client, sleep, env, attempts, limit)
+        return _run(alert, channel, sleep, env, attempts, limit)
     except Exception as exc:  # noqa: BLE001 - an alert must never break the budget check
         return DeliveryResult(channel.label, alert.key, False, 0, f"unexpected {type(exc).__name__}: {exc}")
 

@@ -50,6 +50,7 @@ class Tokenmeter:
         source: str | None = None,
         model: str | None = None,
         project: str | None = None,
+        agent: str | None = None,
         tz: str | None = None,
         cost: str = "auto",
         now: datetime | None = None,
@@ -59,7 +60,7 @@ class Tokenmeter:
         p = resolve_period(now or datetime.now(UTC), zone, preset=period, date_from=date_from,
                            date_to=date_to, days=days)
         return usage_report(self.store, p, by=parse_group_by(by),
-                            filters=Filters(provider, source, model, project), cost=cost)
+                            filters=Filters(provider, source, model, project, agent), cost=cost)
 
     def usage(self, period: str | None = "today", **kwargs: Any) -> list[dict[str, Any]]:
         """Rows of a report, costs as ``Decimal``; with no ``by`` a single total row per currency."""

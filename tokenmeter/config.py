@@ -8,6 +8,7 @@ and ``--db``/``TOKENMETER_DB`` override each.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -25,11 +26,23 @@ import platformdirs
 
 from .errors import ConfigError
 
-__all__ = ["Config", "build_settings", "config_path", "data_dir", "db_path", "load_config", "machine_id"]
+__all__ = [
+    "Config",
+    "build_settings",
+    "config_path",
+    "data_dir",
+    "db_path",
+    "load_config",
+    "machine_id",
+    "request_deadline",
+]
 
 APP = "tokenmeter"
 TOP_LEVEL = {"tokenmeter", "sources", "budgets", "alerts", "prices"}
-TOKENMETER_KEYS = {"database", "timezone", "refresh_after"}
+TOKENMETER_KEYS = {"database", "timezone", "refresh_after", "request_deadline"}
+DEFAULT_REQUEST_DEADLINE = 120.0  # seconds one HTTP request (or CLI call, or alert attempt) may take in total
+REQUEST_DEADLINE_ENV = "TOKENMETER_REQUEST_DEADLINE"
+MAX_REQUEST_DEADLINE = 24 * 3600.0
 _SECRETISH = re.compile(r"(^|_)(api_?key|key|secret|password|token|access_?key|secret_?key|ak|sk)$", re.I)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -45,6 +58,16 @@ def config_dir() -> Path:
 
 def data_dir() -> Path:
     return _home() or Path(platformdirs.user_data_dir(APP))
+
+
+def private_dir(folder: Path) -> Path:
+    """Create ``folder`` (and missing parents) if needed; a folder created here is 0700 whatever the
+    umask (it holds spend, project paths and sessions). An existing folder is left as it is."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)
+    return folder
 
 
 def config_path(explicit: str | None = None) -> Path:
@@ -81,7 +104,7 @@ def machine_id() -> str:
     except OSError:
         pass
     value = uuid.uuid4().hex[:12]
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     path.write_text(value + "\n")
     return value
 
@@ -117,6 +140,7 @@ class Config:
     database: str | None = None
     timezone_name: str | None = None
     refresh_after: int | None = None  # seconds; ledger data older than this is refreshed before reports
+    request_deadline: float | None = None  # seconds; see request_deadline()
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)
     budgets: dict[str, Any] = field(default_factory=dict)
     alerts: list[Any] = field(default_factory=list)
@@ -144,6 +168,34 @@ def _duration(value: Any, where: str) -> int:
         if m:
             return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
     raise ConfigError(f"{where}: expected a duration such as 3600, '30m', '6h' or '1d', got {value!r}")
+
+
+def parse_deadline(value: Any, where: str) -> float:
+    """A deadline in seconds (a number above 0, at most a day); ``ConfigError`` names ``where``."""
+    number: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    if number is None or not math.isfinite(number) or not 0 < number <= MAX_REQUEST_DEADLINE:
+        raise ConfigError(
+            f"{where}: expected seconds (a number above 0, at most {MAX_REQUEST_DEADLINE:g}), got {value!r}"
+        )
+    return number
+
+
+def request_deadline(config: Config | None = None) -> float:
+    """Seconds one request may take in total: ``TOKENMETER_REQUEST_DEADLINE``, else
+    ``[tokenmeter] request_deadline``, else 120 (the env var wins, like ``TOKENMETER_DB``)."""
+    value = os.environ.get(REQUEST_DEADLINE_ENV, "").strip()
+    if value:
+        return parse_deadline(value, REQUEST_DEADLINE_ENV)
+    if config is not None and config.request_deadline is not None:
+        return config.request_deadline
+    return DEFAULT_REQUEST_DEADLINE
 
 
 def load_config(explicit: str | None = None) -> Config:
@@ -180,6 +232,8 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
             parse_timezone(cfg.timezone_name, "tokenmeter.timezone")
         elif key == "refresh_after":
             cfg.refresh_after = _duration(value, "tokenmeter.refresh_after")
+        elif key == "request_deadline":
+            cfg.request_deadline = parse_deadline(value, "tokenmeter.request_deadline")
     sources = data.get("sources", {})
     _table(sources, "sources")
     for sid, table in sources.items():

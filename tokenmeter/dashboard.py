@@ -41,9 +41,13 @@ are (``usage_report(...).as_dict()["rows"]``): ``day`` is accepted for ``date`` 
          "period_end": "2026-03-31", "before_period_end": True},
       ],
       "forecast": Forecast.to_dict(),                 # see tokenmeter.forecast
+      "by_agent": [               # report --by agent rows; the "By agent" table shows when some row
+        {"agent": "main", "cost": "3.10", "currency": "USD",  # names an agent (None = not reported)
+         "cost_kind": "estimated", "total_tokens": 700000, "requests": 90},
+      ],
       "rows": [                   # the detailed table: any report rows (date/day, week, month, quarter,
-        {...},                    # provider, source, account, project, model, metrics, cost, currency,
-      ],                          # cost_kind, unpriced_requests); columns appear when some row has them
+        {...},                    # provider, source, account, project, agent, model, metrics, cost,
+      ],                          # currency, cost_kind, unpriced_requests); columns appear when some row has them
       "notes": ["qwen: 12 logged requests on 2026-03-02 left out; a provider bill covers those days"],
     }
 
@@ -71,7 +75,7 @@ COST_KIND_HELP = {
     "mixed": "several of these",
 }
 TIME_COLUMNS = ("date", "week", "month", "quarter")
-TEXT_COLUMNS = ("provider", "source", "account", "project", "model")
+TEXT_COLUMNS = ("provider", "source", "account", "project", "agent", "model")
 COUNT_COLUMNS = (
     ("requests", "Requests"), ("input_tokens", "Input"), ("output_tokens", "Output"),
     ("cache_read_tokens", "Cache read"), ("cache_write_tokens", "Cache write"),
@@ -482,9 +486,18 @@ def _forecast(data: Mapping[str, Any], currency: str | None) -> str:
     return "".join(html)
 
 
-def _table(data: Mapping[str, Any], currency: str | None) -> str:
-    rows = _rows(data.get("rows"))
-    html = ['<section class="card" id="details"><div class="card-head"><h2>Details</h2>']
+def _agents(data: Mapping[str, Any], currency: str | None) -> str:
+    """The "By agent" table, only when some row names an agent (a source that reports them)."""
+    if not any(r.get("agent") is not None for r in _rows(data.get("by_agent"))):
+        return ""
+    return _table(data, currency, rows_key="by_agent", section="agents", title="By agent", table_id="agent-table")
+
+
+def _table(data: Mapping[str, Any], currency: str | None, *, rows_key: str = "rows", section: str = "details",
+           title: str = "Details", table_id: str = "detail-table") -> str:
+    """A sortable table of report rows: ``data[rows_key]`` (the details, or the per-agent rows)."""
+    rows = _rows(data.get(rows_key))
+    html = [f'<section class="card" id="{section}"><div class="card-head"><h2>{title}</h2>']
     if not rows:
         html.append('</div><p class="empty">No rows.</p></section>')
         return "".join(html)
@@ -512,7 +525,7 @@ def _table(data: Mapping[str, Any], currency: str | None) -> str:
     total_tokens = sum((_tokens(r) or 0 for r in rows), 0)
     cols += [("%cost", "% cost", "pct"), ("%tokens", "% tokens", "pct")]
 
-    html.append('<div class="table-wrap"><table class="sortable" id="detail-table"><thead><tr>')
+    html.append(f'<div class="table-wrap"><table class="sortable" id="{table_id}"><thead><tr>')
     for key, title, kind in cols:
         cls = "n" if kind in ("int", "money", "pct") else ""
         html.append(f'<th class="{cls}" data-col="{key}">{_e(title)}</th>')
@@ -542,7 +555,7 @@ def _table(data: Mapping[str, Any], currency: str | None) -> str:
                 html.append(f"<td{cls}{title}>{_e(v) if v else DASH}</td>")
         html.append("</tr>")
     html.append("</tbody></table></div>")
-    notes = [n for n in (data.get("notes") or []) if n]
+    notes = [n for n in (data.get("notes") or []) if n] if rows_key == "rows" else []
     if notes:
         html.append('<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
     html.append("</section>")
@@ -581,6 +594,7 @@ def render_dashboard(data: Mapping[str, Any]) -> str:
         _budgets(data),
         _charts(charts),
         _forecast(data, currency),
+        _agents(data, currency),
         _table(data, currency),
     ])
     return (

@@ -4,9 +4,10 @@ The tree::
 
     TokenmeterError                  base; str(error) is one line meant for the user
     ├── ConfigError                  bad config file, key or value           exit 4
+    │   └── UsageError               command-line options that cannot work together  exit 64
     ├── PluginError                  plugin failed to load, bad hook, duplicate source id  exit 4
     ├── InvalidRecord (ValueError)   a record or snapshot breaks the contract exit 6
-    ├── StoreError                   the database cannot be opened or merged  exit 4
+    ├── StoreError                   the database cannot be opened, merged or written  exit 4
     └── ProviderError                raised by sources; carries ``source``    exit 6
         ├── NeedsCredentials         a credential is missing                  exit 5
         ├── ProviderAuthError        the provider rejected the credential     exit 5
@@ -35,6 +36,7 @@ __all__ = [
     "SourceDataError",
     "StoreError",
     "TokenmeterError",
+    "UsageError",
 ]
 
 
@@ -50,6 +52,15 @@ class ConfigError(TokenmeterError):
     exit_code = 4
 
 
+class UsageError(ConfigError):
+    """Command-line options that cannot work: ``--days 0``, ``--from`` after ``--to``, a date out of range.
+
+    A ``ConfigError`` for Python callers; the command line exits 64 with the one-line message.
+    """
+
+    exit_code = 64
+
+
 class PluginError(TokenmeterError):
     """A plugin failed to load or registered something invalid."""
 
@@ -57,9 +68,17 @@ class PluginError(TokenmeterError):
 
 
 class StoreError(TokenmeterError):
-    """The database cannot be opened, migrated or merged."""
+    """The database cannot be opened, migrated, merged or written.
+
+    ``reason`` says why a write failed when it is one of the known cases: ``"busy"`` (another run
+    holds the lock), ``"full"`` (no space left) or ``"read-only"``; else None.
+    """
 
     exit_code = 4
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        self.reason = reason
+        super().__init__(message)
 
 
 class InvalidRecord(TokenmeterError, ValueError):

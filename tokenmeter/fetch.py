@@ -2,25 +2,47 @@
 
 Which sources run: names given on the command line run even without a config table (with their
 default settings). With no names, every installed source that is enabled and ``available()``
-runs; the others are listed as skipped with the reason, which is not an error.
+runs; the others are listed as skipped with the reason, which is not an error. A source whose
+``available()`` raises ``SourceDataError`` (some of its data cannot be read) runs anyway, so it
+stores what it can and reports the rest as its error.
+
+One fetch of a source at a time per database: a run holds an advisory lock (``flock`` on
+``<database>.<source>.lock`` next to the database file). A second run of the same source waits up to
+``LOCK_WAIT`` seconds for it, then reads only what is new; if the first is still running it steps
+aside ("skipped: another fetch of this source is running", not an error) instead of repeating the work.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import sqlite3
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .config import Config, build_settings, env_var_name, machine_id
-from .errors import ConfigError, InvalidRecord, ProviderError, TokenmeterError
+from .config import Config, build_settings, env_var_name, machine_id, request_deadline
+from .errors import ConfigError, InvalidRecord, ProviderError, SourceDataError, StoreError, TokenmeterError
 from .records import Cursor, QuotaSnapshot, UsageRecord
 from .sources import Source, SourceContext, Window
-from .store import Store, iso
+from .store import Store, is_busy, is_full, is_read_only, iso
 
-__all__ = ["SourceResult", "exit_code_for", "make_pricer", "run_fetch", "run_one", "select_sources"]
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows: fetches are not serialised there
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["LOCK_WAIT", "SourceResult", "exit_code_for", "make_pricer", "run_fetch", "run_one", "select_sources",
+           "source_lock"]
+
+# How long a fetch waits for another fetch of the same source before stepping aside: long enough for
+# one that is just committing its last records, short enough not to hold up a cron job or a report.
+LOCK_WAIT = 5.0
+LOCKED_MESSAGE = "another fetch of this source is running"
 
 
 @dataclass
@@ -33,14 +55,17 @@ class SourceResult:
     snapshots: int = 0
     skipped_lines: int = 0
     skip_examples: list[str] = field(default_factory=list)
+    unrecognised: int = 0
+    unrecognised_examples: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     message: str = ""
     exit_code: int = 0
     traceback: str = ""
+    retryable: bool = False  # failed only because another run held the database lock
 
     def as_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k != "traceback"}
+        out = {k: v for k, v in self.__dict__.items() if k not in ("traceback", "retryable")}
         out["seconds"] = round(self.seconds, 3)
         return out
 
@@ -71,6 +96,53 @@ def _redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
+def _lock_path(store: Store, sid: str) -> str | None:
+    """The lock file of ``sid`` next to the database (None for an in-memory or URI database)."""
+    if store.path == ":memory:" or store.path.startswith("file:"):
+        return None
+    db = os.path.abspath(os.path.expanduser(store.path))
+    return f"{db}.{re.sub(r'[^A-Za-z0-9._-]', '_', sid)}.lock"
+
+
+@contextlib.contextmanager
+def source_lock(store: Store, sid: str, wait: float) -> Iterator[bool]:
+    """Hold the lock for fetching ``sid`` into ``store``; yields False when another process or thread
+    still holds it after ``wait`` seconds.
+
+    ``flock`` belongs to the open file, so two threads conflict like two processes, and the kernel
+    releases it when the holder dies (no stale locks after a SIGKILL). Where the lock file cannot be
+    made (no ``fcntl``, an odd folder, a file system without locks), the fetch runs unlocked, as the
+    database itself still keeps the data consistent.
+    """
+    path = _lock_path(store, sid)
+    fd = -1
+    if path is not None and fcntl is not None:
+        with contextlib.suppress(OSError):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # private, like the database
+    if fd < 0:
+        yield True
+        return
+    locked = False
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = True
+                break
+            except BlockingIOError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                time.sleep(min(0.05, left))
+            except OSError:  # e.g. ENOLCK on a network file system: run unlocked
+                locked = True
+                break
+        yield locked
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def run_one(
     store: Store,
     source_cls: type[Source],
@@ -81,7 +153,28 @@ def run_one(
     pricer: Callable[[UsageRecord], Any] | None = None,
     on_progress: Callable[[SourceContext], None] | None = None,
 ) -> SourceResult:
-    """Run one source; never raises for source failures (KeyboardInterrupt excepted)."""
+    """Run one source; never raises for source failures (KeyboardInterrupt excepted).
+
+    Another fetch of the same source into the same database is waited for (``LOCK_WAIT``), then this
+    one reads only what that one left; if it is still running, this one is skipped (see the module).
+    """
+    with source_lock(store, source_cls.id, LOCK_WAIT) as locked:  # the global: tests shrink it
+        if not locked:
+            ctx.close()
+            return SourceResult(source_cls.id, "skipped", message=LOCKED_MESSAGE)
+        return _run_one(store, source_cls, table, ctx=ctx, window=window, pricer=pricer, on_progress=on_progress)
+
+
+def _run_one(
+    store: Store,
+    source_cls: type[Source],
+    table: Mapping[str, Any],
+    *,
+    ctx: SourceContext,
+    window: Window | None,
+    pricer: Callable[[UsageRecord], Any] | None,
+    on_progress: Callable[[SourceContext], None] | None,
+) -> SourceResult:
     sid = source_cls.id
     result = SourceResult(sid, "ok")
     started = time.monotonic()
@@ -113,11 +206,20 @@ def run_one(
         raise
     except Exception as exc:
         session.abort()
+        if is_full(exc) or is_read_only(exc):
+            # nothing more can be stored by any source: stop the whole fetch with one line
+            ctx.close()
+            raise _unstored(exc, store, sid, session.uncommitted) from exc
+        if is_busy(exc):
+            exc = StoreError(f"database is busy: another tokenmeter run is writing to it; "
+                             f"{session.uncommitted} records read were not stored, try again when it has finished",
+                             reason="busy")
+            result.retryable = True
         if isinstance(exc, InvalidRecord) and not exc.plugin:
             exc = exc.with_plugin(sid)
         if isinstance(exc, TokenmeterError):
             message = str(exc)
-            if isinstance(exc, ProviderError | ConfigError) and not message.startswith(sid):
+            if isinstance(exc, ProviderError | ConfigError | StoreError) and not message.startswith(sid):
                 message = f"{sid}: {message}"
             result.exit_code = exc.exit_code
         else:
@@ -126,7 +228,8 @@ def run_one(
         result.status = "error"
         result.message = _redact(message, ctx.secrets)
         result.traceback = _redact(traceback.format_exc(), ctx.secrets)
-        store.record_error(sid, result.message)
+        if not result.retryable:  # the lock holder would make us wait again for nothing
+            _bookkeeping(store, sid, store.record_error, sid, result.message)
     finally:
         ctx.close()
     result.seconds = time.monotonic() - started
@@ -136,14 +239,42 @@ def run_one(
     result.unchanged, result.snapshots = counts.unchanged, counts.snapshots
     result.skipped_lines = ctx.skipped
     result.skip_examples = [_redact(s, ctx.secrets) for s in ctx.skip_examples]
+    result.unrecognised = ctx.unrecognised_count
+    result.unrecognised_examples = [_redact(s, ctx.secrets) for s in ctx.unrecognised_examples]
     result.warnings = [_redact(w, ctx.secrets) for w in ctx.warnings]
-    store.log_run(
+    if result.retryable:
+        return result
+    _bookkeeping(
+        store, sid, store.log_run,
         source=sid, started_at=started_at, finished_at=iso(datetime.now(UTC)), status=result.status,
         new=result.new, updated=result.updated, unchanged=result.unchanged, snapshots=result.snapshots,
         skipped=result.skipped_lines, seconds=round(result.seconds, 3),
         window_from=iso(window.start), window_to=iso(window.end), error=result.message or None,
     )
     return result
+
+
+def _unstored(exc: BaseException, store: Store, sid: str, lost: int) -> StoreError:
+    """The one line for a fetch the database cannot take (disk full, read-only file)."""
+    what = f"{lost} record{'s' if lost != 1 else ''} read from {sid} in this run were not stored"
+    if is_full(exc):
+        return StoreError(f"database {store.path}: the disk is full: {what}; the data stored before is "
+                          "intact; free some space and run `tokenmeter fetch` again", reason="full")
+    return StoreError(f"database {store.path} is read-only (the file or its folder is not writable): {what}; "
+                      "reports and exports still work", reason="read-only")
+
+
+def _bookkeeping(store: Store, sid: str, write: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+    """Write a run's error or history row: skipped when another run holds the lock (the run's
+    outcome is reported anyway); a full disk or read-only file stops the fetch with one line."""
+    try:
+        write(*args, **kwargs)
+    except sqlite3.Error as exc:
+        if is_busy(exc):
+            return
+        if is_full(exc) or is_read_only(exc):
+            raise _unstored(exc, store, sid, 0) from exc
+        raise
 
 
 def select_sources(
@@ -168,6 +299,11 @@ def select_sources(
         except ConfigError:
             run.append(cls)  # run it so the config error is reported properly
             continue
+        except SourceDataError:
+            # some of its data cannot be read (e.g. a log without read permission): run it, so it
+            # stores what it can and reports the rest as its error instead of being skipped quietly
+            run.append(cls)
+            continue
         except TokenmeterError as exc:
             reason = str(exc)
         except Exception:  # a buggy check must not stop the others: run it, so a real failure is reported
@@ -191,6 +327,7 @@ def make_context(config: Config, source_id: str, now: datetime | None = None) ->
         timezone=config.timezone,
         machine_id=machine_id(),
         data_dir=data_dir() / "sources" / source_id,
+        request_deadline=request_deadline(config),
     )
     for key, value in config.source_table(source_id).items():
         if key.endswith("_env") and isinstance(value, str) and not env_var_name(value):
@@ -209,7 +346,13 @@ def run_fetch(
     on_result: Callable[[SourceResult], None] | None = None,
     context_factory: Callable[[str], SourceContext] | None = None,
 ) -> list[SourceResult]:
-    """Run the selected sources one after another; failures are isolated and reported."""
+    """Run the selected sources one after another; failures are isolated and reported.
+
+    A read-only database, or a disk that fills up, stops the run with ``StoreError``.
+    """
+    if store.read_only:
+        raise StoreError(f"database {store.path} is read-only (the file or its folder is not writable): "
+                         "cannot store fetched data; reports and exports still work", reason="read-only")
     to_run, results = select_sources(names, config, installed)
     for r in results:
         if on_result:

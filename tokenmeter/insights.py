@@ -103,10 +103,11 @@ def forecast_data(store: Store, config: Config, now: datetime, tz: tzinfo,
 
 
 def notify(store: Store, statuses: Iterable[BudgetStatus], channels: Sequence[Channel], *,
-           dry_run: bool = False, client: Any = None) -> list[dict[str, Any]]:
+           dry_run: bool = False, client: Any = None, deadline: float | None = None) -> list[dict[str, Any]]:
     """Send alerts due now (once per level per budget period); returns what happened per alert.
 
     A key is stored only when at least one channel delivered, so a failed run retries next time.
+    ``deadline`` caps each delivery attempt (default: the request deadline).
     """
     sent = {tuple(r) for r in store.conn.execute("SELECT budget, level, period FROM alert_state")}
     due: list[Alert] = pending_alerts(statuses, sent)
@@ -118,7 +119,7 @@ def notify(store: Store, statuses: Iterable[BudgetStatus], channels: Sequence[Ch
 
             results.append({"alert": alert.message, "would_send": render([alert], targets)})
             continue
-        deliveries = [deliver(alert, c, client) for c in targets]
+        deliveries = [deliver(alert, c, client, deadline=deadline) for c in targets]
         ok = any(d.ok for d in deliveries)
         if ok:
             store.conn.execute(
@@ -148,7 +149,8 @@ def dashboard_data(store: Store, config: Config, period: Period, now: datetime,
     daily = usage_report(store, period, by=["day", "model"])
     by_model = usage_report(store, period, by=["model", "provider"])
     by_provider = usage_report(store, period, by=["provider"])
-    detail = usage_report(store, period, by=["day", "provider", "model"])
+    by_agent = usage_report(store, period, by=["agent"])
+    detail = usage_report(store, period, by=["day", "provider", "model", "agent"])
     statuses = budget_statuses(store, config, now, tz)
     fc = forecast_data(store, config, now, tz, statuses)
     summary = total.total
@@ -167,6 +169,7 @@ def dashboard_data(store: Store, config: Config, period: Period, now: datetime,
         "daily": daily.rows,
         "by_model": by_model.rows,
         "by_provider": by_provider.rows,
+        "by_agent": by_agent.rows,
         "budgets": fc["budgets"],
         "forecast": fc["forecast"],
         "rows": detail.rows,

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 
-from .errors import ConfigError
+from .errors import ConfigError, UsageError
 
 __all__ = ["PRESETS", "Period", "label", "local_day_bounds", "offset_segments", "resolve_period"]
 
@@ -44,6 +44,16 @@ def _month_end(d: date) -> date:
     return nxt - timedelta(days=1)
 
 
+def _representable(period: Period, where: str) -> Period:
+    """The period, if its first and last day have instants in its zone (not 9999-12-31's end)."""
+    try:
+        period.bounds()
+    except (OverflowError, ValueError):
+        raise UsageError(f"{where}: dates must lie between {date.min + timedelta(days=1)} and "
+                         f"{date.max - timedelta(days=1)}") from None
+    return period
+
+
 def _parse_date(value: str, where: str) -> date:
     try:
         return date.fromisoformat(value)
@@ -66,12 +76,16 @@ def resolve_period(
         lo = _parse_date(date_from, "--from") if isinstance(date_from, str) else date_from
         hi = _parse_date(date_to, "--to") if isinstance(date_to, str) else date_to
         if lo and hi and hi < lo:
-            raise ConfigError(f"--to {hi} is before --from {lo}")
-        return Period(lo, hi if hi is not None else today, tz, "range")
+            raise UsageError(f"--to {hi} is before --from {lo}")
+        return _representable(Period(lo, hi if hi is not None else today, tz, "range"), "--from/--to")
     if days is not None:
         if days < 1:
-            raise ConfigError("--days must be at least 1")
-        return Period(today - timedelta(days=days - 1), today, tz, f"last {days} days")
+            raise UsageError("--days must be at least 1")
+        try:
+            first = today - timedelta(days=days - 1)
+        except OverflowError:
+            raise UsageError(f"--days {days} reaches back before the year 1; use --all") from None
+        return _representable(Period(first, today, tz, f"last {days} days"), f"--days {days}")
     preset = preset or "today"
     if preset == "today":
         return Period(today, today, tz, preset)

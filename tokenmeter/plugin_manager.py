@@ -20,6 +20,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import PluginError
+from .output import safe_text
 
 __all__ = ["get_plugins", "get_sources", "load_commands", "load_plugins", "pm"]
 
@@ -62,7 +63,7 @@ def _record_error(plugin: str, message: str, version: str | None = None) -> None
     if raise_errors():
         raise PluginError(f"plugin {plugin}: {message}")
     _state.errors.append(LoadError(plugin, message, version))
-    print(f"tokenmeter: warning: plugin {plugin} skipped: {message}", file=sys.stderr)
+    print(safe_text(f"tokenmeter: warning: plugin {plugin} skipped: {message}"), file=sys.stderr)
 
 
 def load_plugins() -> None:

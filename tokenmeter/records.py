@@ -78,6 +78,7 @@ class UsageRecord:
     account: str | None = None
     project: str | None = None
     session: str | None = None
+    agent: str | None = None
     requests: int | None = None
     errors: int | None = None
     input_tokens: int | None = None
@@ -102,7 +103,7 @@ class UsageRecord:
         _check_aware("end", self.end)
         if self.end < self.start:
             raise InvalidRecord("end", "must not be before start")
-        for name in ("model", "account", "project", "session"):
+        for name in ("model", "account", "project", "session", "agent"):
             value = getattr(self, name)
             if value is not None and (type(value) is not str or not value):
                 _check_optional_str(name, value)

@@ -25,7 +25,7 @@ from .store import Store, from_nanos
 __all__ = ["DIMENSIONS", "Filters", "Report", "usage_report"]
 
 TIME_DIMS = ("day", "week", "month", "quarter")
-COLUMN_DIMS = ("model", "provider", "source", "account", "project")
+COLUMN_DIMS = ("model", "provider", "source", "account", "project", "agent")
 DIMENSIONS = TIME_DIMS + COLUMN_DIMS
 METRICS = (
     "requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
@@ -36,14 +36,17 @@ COST_MODES = ("auto", "billed", "estimated")
 
 @dataclass(frozen=True)
 class Filters:
+    """Case-insensitive substring filters on the rollup's columns (``None`` or "" = any)."""
+
     provider: str | None = None
     source: str | None = None
     model: str | None = None
     project: str | None = None
+    agent: str | None = None
 
     def sql(self) -> tuple[str, list[Any]]:
         parts, params = [], []
-        for col in ("provider", "source", "model", "project"):
+        for col in ("provider", "source", "model", "project", "agent"):
             value = getattr(self, col)
             if value:
                 escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -77,8 +77,10 @@ class SourceContext:
         http_factory: Any = None,
         env: Mapping[str, str] | None = None,
         log: logging.Logger | None = None,
+        request_deadline: float | None = None,
     ) -> None:
         self.source_id = source_id
+        self._request_deadline = request_deadline
         self._now = now
         self.timezone = timezone
         self.machine_id = machine_id
@@ -90,6 +92,8 @@ class SourceContext:
         self.progress = Progress()
         self.skipped = 0
         self.skip_examples: list[str] = []
+        self.unrecognised_count = 0
+        self.unrecognised_examples: list[str] = []
         self.warnings: list[str] = []
         self.secrets: set[str] = set()
 
@@ -104,13 +108,26 @@ class SourceContext:
 
     # -- HTTP ------------------------------------------------------------------------------
     @property
+    def request_deadline(self) -> float:
+        """Seconds one request may take in total (``[tokenmeter] request_deadline``, default 120).
+
+        ``ctx.http`` enforces it; a source that runs a subprocess or its own I/O should end it then.
+        """
+        if self._request_deadline is None:
+            from .config import request_deadline
+
+            self._request_deadline = request_deadline()
+        return self._request_deadline
+
+    @property
     def http(self) -> httpx.Client:
-        """An ``httpx.Client`` with the host's timeouts, retries, proxy settings and user agent."""
+        """An ``httpx.Client`` with the host's timeouts, retries, total deadline, proxy settings and
+        user agent."""
         if self._http is None:
             if self._http_factory is None:
                 from .http import make_client
 
-                self._http = make_client()
+                self._http = make_client(deadline=self.request_deadline)
             else:
                 self._http = self._http_factory()
         return self._http
@@ -162,6 +179,16 @@ class SourceContext:
         self.skipped += 1
         if len(self.skip_examples) < self.MAX_SKIP_EXAMPLES:
             self.skip_examples.append(f"{where}: {reason}" if reason else where)
+
+    def unrecognised(self, where: str, what: str = "") -> None:
+        """Count data that looks like usage in a shape the source does not know.
+
+        Clients change their formats without notice: such lines are reported in the fetch summary
+        (with the first positions), never dropped in silence.
+        """
+        self.unrecognised_count += 1
+        if len(self.unrecognised_examples) < self.MAX_SKIP_EXAMPLES:
+            self.unrecognised_examples.append(f"{where}: {what}" if what else where)
 
     def warn(self, message: str) -> None:
         """A warning shown in the fetch summary (not an error)."""

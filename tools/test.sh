@@ -23,5 +23,7 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 
+# The real Qwen Code clients for tests/test_qwen_code_conformance.py (npm; warns and goes on offline).
+bash tools/install_qwen_code.sh
 ruff check .
 python -m pytest -q "$@"

@@ -1,352 +1,389 @@
-"""Qwen Code chat logs: ``<root>/projects/<project>/chats/<sessionId>.jsonl``.
+"""Qwen Code logs: every API call the client recorded, counted once.
 
-One record per ``assistant`` line carrying ``usageMetadata``; key = ``uuid``, project = ``cwd``,
-session = ``sessionId``. Token rules are in the package docstring (``usage_to_tokens``).
+Where the real client writes (see the package docstring for the counting rules):
 
-Speed: most bytes are message text. Lines are found with ``bytes.find`` (memchr) and only lines
-containing ``"usageMetadata"`` are looked at closely. For those the fast path matches the short
-top-level fields at the start of the line (uuid, parentUuid, sessionId, timestamp, type, cwd, and
-the model where Qwen Code writes it) and at the end (usageMetadata, after the model when the model
-follows the message, trailing scalars) with anchored byte regexes; the message in between is not
-parsed. Anything that does not fit that exact shape goes to ``json.loads`` of the
-whole line; a line that fails both is counted as skipped (a partial line glued to the next record
-by a crash is counted and the record after it recovered). Other lines only get a structural check
-(starts with ``{``, ends with ``}``, no NUL bytes); those that fail it go to ``json.loads`` and are
-counted if it fails. Non-UTF-8 bytes are detected in the fields a record uses (and in any line
-``json.loads`` sees), not inside message text the fast path skips over.
+- ``<root>/projects/<p>/chats/<sessionId>.jsonl`` and ``chats/archive/``: the session's lines,
+  including a ``ui_telemetry`` ``api_response`` event for every API call (main turns, subagents and
+  background agents) — the primary record (``qwen_chat``);
+- ``<root>/usage/token-usage-YYYY-MM.jsonl`` (0.24.x): one line per call; counted only for sessions
+  whose chat file is gone (it repeats the chat's calls);
+- ``<root>/projects/<p>/subagents/<sessionId>/agent-*.jsonl`` (0.24.x): subagent transcripts; counted
+  only when neither the chat file nor the ledger covers them. They carry no model: the ledger's model
+  for that agent, else the root's configured model, is used so they are priced;
+- ``<root>/usage_record.jsonl``: per-session sums, never counted.
+
+Roots: ``$QWEN_RUNTIME_DIR``, the ``advanced.runtimeOutputDir`` setting, ``$QWEN_HOME``, ``~/.qwen``
+(and ccusage's ``$QWEN_DATA_DIR``): every one that exists is read; record keys come from the content,
+so a call seen under two roots counts once.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from tokenmeter import Cursor, Source, UsageRecord, Window
 
-from .tail import LineLocator, expand_paths, ingest
-from .tsv import MAX_TOKENS, parse_timestamp
+from .qwen_chat import GENERIC_MARKS, MAIN, ChatParser, Row, tokens_from_counts, unrecognised_usage, usage_to_tokens
+from .tail import LineLocator, check_readable, expand_paths, ingest
+from .tsv import parse_timestamp
 
-__all__ = ["QwenCodeSource", "QwenCodeParser", "default_roots", "usage_to_tokens"]
+__all__ = ["QwenCodeSource", "QwenParser", "default_roots", "find_roots", "usage_to_tokens",
+           "TESTED_VERSIONS"]
 
-MARK = b'"usageMetadata"'
-# [^"] is enough inside JSON strings: a quote in a value is escaped, so a value with \" simply fails
-# to match and goes to json.loads; captured values containing a backslash go there too.
-_HEAD = re.compile(
-    rb'\{"uuid":"([^"]+)","parentUuid":(?:null|"[^"]*"),"sessionId":"([^"]*)",'
-    rb'"timestamp":"([^"]+)","type":"([a-z_]+)"'
-)
-# the same, through to the message: one regex call on the common path
-_HEAD_FULL = re.compile(
-    rb'\{"uuid":"([^"]+)","parentUuid":(?:null|"[^"]*"),"sessionId":"([^"]*)",'
-    rb'"timestamp":"([^"]+)","type":"assistant"(?:,"subtype":"[^"]*")?(?:,"cwd":"([^"]*)")?'
-    rb'(?:,"[A-Za-z_]+":(?:"[^"]*"|-?\d+|true|false|null))*,"message":'
-)
-_SCALARS = rb'(?:,"[A-Za-z_]+":(?:-?\d+(?:\.\d+)?|"[^"]*"|true|false|null))*\}[ \t\r]*'
-_USAGE_STD = (rb'"usageMetadata":\{"promptTokenCount":(\d+),"candidatesTokenCount":(\d+)'
-              rb'(?:,"thoughtsTokenCount":(\d+))?,"totalTokenCount":(\d+),"cachedContentTokenCount":(\d+)\}')
-_USAGE = rb'"usageMetadata":(\{[^{}]*\})'
-# model after the message
-_TAIL_STD = re.compile(rb'\},"model":"([^"]*)",' + _USAGE_STD + _SCALARS)
-_TAIL = re.compile(rb'\},"model":"([^"]*)",' + _USAGE + _SCALARS)
-# Qwen Code's own order (recordAssistantTurn): the model among the short fields, usage after the message
-_UTAIL_STD = re.compile(rb'\},' + _USAGE_STD + _SCALARS)
-_UTAIL = re.compile(rb'\},' + _USAGE + _SCALARS)
-# in the short fields a value cannot hold a quote, so these can only match keys
-_HEAD_MODEL = re.compile(rb',"model":"([^"]*)"')
-_HEAD_CWD = re.compile(rb',"cwd":"([^"]*)"')
-_BAD_JSON = (ValueError, RecursionError)  # RecursionError: absurdly deep nesting in a garbage line
-_NOT_CALLS = (b"user", b"system", b"tool_result")
+# Client versions the conformance tests run (tests/test_qwen_code_conformance.py).
+TESTED_VERSIONS = ("0.15.10", "0.24.4")
+# Folders the reader knows under a root's projects/<p>/ (others are checked for usage it would miss).
+KNOWN_PROJECT_DIRS = {"chats", "subagents"}
+_SESSION = re.compile(rb'"sessionId":"([^"\\]*)"')
+_BAD_JSON = (ValueError, RecursionError)
 
-# (uuid, start, model, project, session, input, output, cache_read, reasoning, total, note)
-Row = tuple[Any, ...]
+
+def _settings_runtime_dir(home: str) -> str | None:
+    """``advanced.runtimeOutputDir`` from Qwen Code's settings.json in ``home``, if set."""
+    try:
+        with open(os.path.join(os.path.expanduser(home), "settings.json"), encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    adv = data.get("advanced")
+    value = adv.get("runtimeOutputDir") if isinstance(adv, dict) else data.get("advanced.runtimeOutputDir")
+    return value if isinstance(value, str) and value.strip() else None
 
 
 def default_roots() -> list[str]:
-    """$QWEN_RUNTIME_DIR, else $QWEN_DATA_DIR, else ~/.qwen (read when the settings are built)."""
-    for var in ("QWEN_RUNTIME_DIR", "QWEN_DATA_DIR"):
-        if os.environ.get(var):
-            return [os.environ[var]]
-    return ["~/.qwen"]
+    """Every place the client may have written, in order (read when the settings are built).
 
-
-def _count(um: dict[str, Any], name: str) -> int | None:
-    v = um.get(name)
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise ValueError(f"bad {name} {v!r}")
-    return v
-
-
-def _tokens(p: int | None, c: int | None, t: int | None, k: int | None,
-            total: int | None) -> tuple[int | None, int | None, str | None]:
-    """-> (input_tokens, output_tokens, note); the rules are in the package docstring."""
-    if max(p or 0, c or 0, t or 0, k or 0, total or 0) > MAX_TOKENS:
-        raise ValueError("token count over 10^12")
-    note = None
-    inp = p
-    if k is not None and p is not None and k > p:
-        inp = p + k  # exclusive form: cached was reported beside the prompt, not inside it
-        note = "cached>prompt: read as exclusive (input = prompt + cached)"
-    out = c
-    if t:
-        if c is None:
-            out = t
-        else:
-            pp = p or 0
-            ii = inp or 0
-            if total is not None and (total == pp + c or total == ii + c) and t <= c:
-                pass  # thoughts inside candidates
-            elif total is not None and (total == pp + c + t or total == ii + c + t):
-                out = c + t
-            elif t <= c:
-                note = "totalTokenCount fits neither rule: thoughts read as inside candidates"
-            else:
-                out = c + t
-                note = "thoughts exceed candidates: read as extra"
-    return inp, out, note
-
-
-def usage_to_tokens(um: dict[str, Any]) -> tuple[dict[str, int | None], str | None]:
-    """Map a ``usageMetadata`` dict to inclusive record fields, plus a note when a rule was guessed.
-
-    Raises ValueError when a count is not a non-negative integer.
+    ``$QWEN_RUNTIME_DIR``, the ``advanced.runtimeOutputDir`` setting (settings.json in ``$QWEN_HOME``
+    or ``~/.qwen``), ``$QWEN_HOME``, ``~/.qwen``, and ``$QWEN_DATA_DIR`` (ccusage's variable).
     """
-    p, c, t, k, total = (_count(um, n) for n in ("promptTokenCount", "candidatesTokenCount",
-                                                 "thoughtsTokenCount", "cachedContentTokenCount",
-                                                 "totalTokenCount"))
-    inp, out, note = _tokens(p, c, t, k, total)
-    return ({"input_tokens": inp, "output_tokens": out, "cache_read_tokens": k, "reasoning_tokens": t,
-             "total_tokens": total}, note)
+    env = os.environ
+    home = env.get("QWEN_HOME") or "~/.qwen"
+    out = [env.get("QWEN_RUNTIME_DIR") or "", _settings_runtime_dir(home) or "",
+           env.get("QWEN_HOME") or "", "~/.qwen", env.get("QWEN_DATA_DIR") or ""]
+    seen: list[str] = []
+    for r in out:
+        if r and r not in seen:
+            seen.append(r)
+    return seen
 
 
-class QwenCodeParser:
-    """Parses one chat file into rows (runs in a worker process on big cold reads)."""
+def find_roots(roots: list[str]) -> list[str]:
+    """The roots that exist, absolute, without the same folder twice."""
+    out: dict[str, str] = {}
+    for r in roots:
+        path = os.path.abspath(os.path.expanduser(os.path.expandvars(r)))
+        if os.path.isdir(path):
+            out.setdefault(os.path.realpath(path), path)
+    return list(out.values())
 
-    def __init__(self, path: str, start: int, state: dict[str, Any] | None, opts: Any = None) -> None:
+
+def _configured_model(root: str) -> str | None:
+    try:
+        with open(os.path.join(root, "settings.json"), encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError, RecursionError):
+        return None
+    model = data.get("model") if isinstance(data, dict) else None
+    name = model.get("name") if isinstance(model, dict) else model
+    return name if isinstance(name, str) and name else None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the parsers need to know about the whole tree (sent to worker processes)."""
+
+    chat_sessions: frozenset[str] = frozenset()
+    agent_models: tuple[tuple[str, str], ...] = ()  # (agent name, model) from ledger lines, for transcripts
+    default_model: str | None = None
+
+
+class LedgerParser:
+    """``usage/token-usage-YYYY-MM.jsonl``: counted only for sessions with no chat file."""
+
+    block_size = 1 << 20
+
+    def __init__(self, path: str, start: int, state: dict[str, Any] | None, opts: Plan | None = None) -> None:
         self.locator = LineLocator(path)
         self.skips: list[tuple[str, str]] = []
-        # fallback project when a line has no cwd: the sanitised project folder name
-        self.project_dir = os.path.basename(os.path.dirname(os.path.dirname(path))) or None
+        self.unrecognised: list[str] = []
+        self.sessions = opts.chat_sessions if opts is not None else frozenset()
 
     def state(self) -> dict[str, Any] | None:
         return None
 
-    def _skip(self, offset: int, reason: str) -> None:
-        self.skips.append((self.locator.where(offset), reason))
-
     def block(self, buf: bytes, end: int, base: int) -> list[Row]:
         rows: list[Row] = []
-        find = buf.find
-        nxt = find(MARK, 0, end)
-        has_nul = find(b"\x00", 0, end) != -1
         p = 0
         while p < end:
-            e = find(b"\n", p, end)
-            if nxt != -1 and nxt < e:
-                if not has_nul or find(b"\x00", p, e) == -1:
-                    row = self._usage_line(buf, p, e, base)
-                    if row is not None:
-                        rows.append(row)
-                else:
-                    self._skip(base + p, "NUL bytes")
-                nxt = find(MARK, e, end)
-            elif e > p and (buf[p] != 123 or buf[e - 1] != 125 or (has_nul and find(b"\x00", p, e) != -1)):
-                self._check_other(buf[p:e], base + p)  # not "{...}": is it JSON at all?
+            e = buf.find(b"\n", p, end)
+            if e > p:
+                row = self._line(buf, p, e, base + p)
+                if row is not None:
+                    rows.append(row)
             p = e + 1
         return rows
 
     def tail(self, data: bytes, base: int) -> list[Row]:
-        # An unterminated last line is counted only if it is complete JSON; never skipped as bad.
-        try:
-            obj = json.loads(data)
-        except _BAD_JSON:
-            return []
-        row = self._from_obj(obj, base) if isinstance(obj, dict) else None
-        return [row] if row is not None else []
+        return []  # the writer appends whole lines; an unfinished one is read next run
 
-    # -- internals ---------------------------------------------------------------------------
-    def _check_other(self, line: bytes, offset: int) -> None:
-        s = line.strip()
-        if not s:
-            return
-        if b"\x00" in s:
-            self._skip(offset, "NUL bytes")
-            return
-        try:
-            obj = json.loads(s)
-        except UnicodeDecodeError:
-            self._skip(offset, "not UTF-8")
-            return
-        except _BAD_JSON:
-            self._skip(offset, "corrupt JSON")
-            return
-        if not isinstance(obj, dict):
-            self._skip(offset, "not a JSON object")
-
-    def _usage_line(self, buf: bytes, s: int, e: int, base: int) -> Row | None:
-        m = _HEAD_FULL.match(buf, s, e)
-        if m is not None:
-            row = self._fast(buf, s, e, m, base)
-            if row is not None:
-                return row or None  # False: bad line, already counted
-        else:
-            m = _HEAD.match(buf, s, e)
-            if m is not None and m[4] in _NOT_CALLS:
-                # never an API call (system ui_telemetry …), unless a partial line was glued to a
-                # complete one by a crash: then json.loads below fails and the record is recovered
-                if buf.find(b'{"uuid":"', s + 1, e) == -1:
-                    return None
+    def _line(self, buf: bytes, s: int, e: int, offset: int) -> Row | None:
+        m = _SESSION.search(buf, s, e)
+        if m is not None and m[1].decode("utf-8", "replace") in self.sessions:
+            return None  # the chat file counts this session's calls
         try:
             obj = json.loads(buf[s:e])
         except UnicodeDecodeError:
-            self._skip(base + s, "not UTF-8")
+            self.skips.append((self.locator.where(offset), "not UTF-8"))
             return None
         except _BAD_JSON:
-            k = buf.rfind(b'{"uuid":"', s + 1, e)
-            if k != -1:  # a partial line (crash, disk full) followed by a complete record
-                self._skip(base + s, "corrupt JSON (partial line glued to the next record)")
-                return self._usage_line(buf, k, e, base)
-            self._skip(base + s, "corrupt JSON")
+            if buf[s:e].strip():
+                self.skips.append((self.locator.where(offset), "corrupt JSON"))
             return None
         if not isinstance(obj, dict):
-            self._skip(base + s, "not a JSON object")
+            self.skips.append((self.locator.where(offset), "not a JSON object"))
             return None
-        return self._from_obj(obj, base + s)
-
-    def _fast(self, buf: bytes, s: int, e: int, m: re.Match[bytes], base: int) -> Row | None | bool:
-        """The usual shape, without parsing the message; None = let json.loads decide."""
-        mpos = m.end()
-        if buf.find(b"\\", s, mpos) != -1:
-            return None  # escapes in the short fields: json.loads unescapes them
-        # Not checked here, for speed: whether the message between head and tail is itself valid.
-        # (A partial assistant line glued to a complete one would count as one call, once.)
-        # backward searches from the end of the line: they stop near it, not at the head
-        u = buf.rfind(b',"usageMetadata":{', mpos, e)
-        if u == -1:
-            return None
-        if buf[u - 1] == 125:  # "}," : usage right after the message, the model among the short fields
-            hm = _HEAD_MODEL.search(buf, s, mpos)  # (Qwen Code's own order, see recordAssistantTurn)
-            tm = _UTAIL_STD.fullmatch(buf, u - 1, e) or _UTAIL.fullmatch(buf, u - 1, e)
-            if hm is None or tm is None:
-                return None
-            model_b, usage = hm[1], tm.groups()
-        else:  # the model between the message and the usage
-            t = buf.rfind(b'},"model":"', mpos, u)
-            tm = (_TAIL_STD.fullmatch(buf, t, e) or _TAIL.fullmatch(buf, t, e)) if t != -1 else None
-            if tm is None:
-                return None
-            model_b, usage = tm[1], tm.groups()[1:]
-        if b"\\" in model_b:
-            return None  # an escape: json.loads unescapes it
-        try:
-            model = model_b.decode()
-            if len(usage) == 5:  # the usual key order inside usageMetadata
-                p_b, c_b, th, total_b, k_b = usage
-                p, c, k, total = int(p_b), int(c_b), int(k_b), int(total_b)
-                t_ = int(th) if th is not None else None
-                inp, out, note = _tokens(p, c, t_, k, total)
-            else:
-                tokens, note = usage_to_tokens(json.loads(usage[0]))
-                inp, out, k, t_, total = (tokens["input_tokens"], tokens["output_tokens"],
-                                          tokens["cache_read_tokens"], tokens["reasoning_tokens"],
-                                          tokens["total_tokens"])
-            uuid, session, ts_b, cwd = m.group(1, 2, 3, 4)
-            if cwd is None:  # not right after the type (e.g. Qwen Code's "provenance" comes first)
-                cm = _HEAD_CWD.search(buf, s, mpos)
-                cwd = cm[1] if cm is not None else None
-            ts = ts_b.decode()
-            try:
-                start = parse_timestamp(ts)
-            except ValueError:
-                raise ValueError(f"bad timestamp {ts[:40]!r}") from None
-            return (uuid.decode(), start, model or None, cwd.decode() if cwd else self.project_dir,
-                    session.decode() or None, inp, out, k, t_, total, note)
-        except UnicodeDecodeError:
-            self._skip(base + s, "not UTF-8")
-        except ValueError as err:
-            self._skip(base + s, str(err))
-        return False
+        return self._from_obj(obj, offset)
 
     def _from_obj(self, obj: dict[str, Any], offset: int) -> Row | None:
-        um = obj.get("usageMetadata")
-        if obj.get("type") != "assistant" or not isinstance(um, dict):
-            return None
-        uuid, session, ts, model, cwd = (obj.get(k) for k in ("uuid", "sessionId", "timestamp",
-                                                              "model", "cwd"))
-        if not isinstance(uuid, str) or not uuid or not isinstance(ts, str):
-            self._skip(offset, "assistant line without uuid or timestamp")
+        if obj.get("schemaVersion") != 1 or not isinstance(obj.get("id"), str) or "inputTokens" not in obj:
+            if unrecognised_usage(obj) and len(self.unrecognised) < 3:
+                self.unrecognised.append(self.locator.where(offset))
             return None
         try:
-            tokens, note = usage_to_tokens(um)
-            try:
-                start = parse_timestamp(ts)
-            except ValueError:
-                raise ValueError(f"bad timestamp {ts[:40]!r}") from None
+            counts = []
+            for name in ("inputTokens", "outputTokens", "thoughtsTokens", "cachedTokens", "totalTokens"):
+                v = obj.get(name)
+                if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                    raise ValueError(f"bad {name} {v!r}")
+                counts.append(v)
+            p, c, t, k, total = counts
+            inp, out, cached, reasoning, note = tokens_from_counts(p, c, t, k, total)
+            ts = obj.get("timestamp")
+            if not isinstance(ts, str):
+                raise ValueError("ledger line without timestamp")
+            start = parse_timestamp(ts)
         except ValueError as err:
-            self._skip(offset, str(err))
+            self.skips.append((self.locator.where(offset), str(err)))
             return None
-        return (uuid, start, model if isinstance(model, str) and model else None,
-                cwd if isinstance(cwd, str) and cwd else self.project_dir,
-                session if isinstance(session, str) and session else None,
-                tokens["input_tokens"], tokens["output_tokens"], tokens["cache_read_tokens"],
-                tokens["reasoning_tokens"], tokens["total_tokens"], note)
+        model, session, agent = (obj.get(k) for k in ("model", "sessionId", "source"))
+        return (f"l:{obj['id']}", start, model if isinstance(model, str) and model else None, None,
+                session if isinstance(session, str) and session else None, inp, out, cached, reasoning,
+                total, note, agent if isinstance(agent, str) and agent else MAIN)
+
+
+class TranscriptParser(ChatParser):
+    """A subagent transcript (no model on its lines): the agent's model is filled in."""
+
+    def __init__(self, path: str, start: int, state: dict[str, Any] | None, opts: Plan | None = None) -> None:
+        super().__init__(path, start, state, opts)
+        plan = opts or Plan()
+        self.models = dict(plan.agent_models)
+        self.default_model = _meta_model(path) or plan.default_model
+        # projects/<p>/subagents/<session>/agent-*.jsonl
+        self.project_dir = os.path.basename(os.path.dirname(os.path.dirname(os.path.dirname(path)))) or None
+
+    def _assistant(self, uuid: str, parent: str | None, session: str | None, ts: str, model: str | None,
+                   cwd: str | None, agent: str | None, um: dict[str, Any], offset: int,
+                   forked_from: str | None = None) -> Row | None:
+        row = super()._assistant(uuid, parent, session, ts, model, cwd, agent, um, offset, forked_from)
+        if row is not None and row[2] is None:
+            row = (*row[:2], self.default_model or self.models.get(row[11]), *row[3:])
+        return row
+
+
+def _meta_model(path: str) -> str | None:
+    """The model in a transcript's ``agent-*.meta.json`` (0.24.x writes it there, not on the lines)."""
+    try:
+        with open(path[: -len(".jsonl")] + ".meta.json", encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(meta, dict):
+        return None
+    flags = meta.get("persistedCliFlags")
+    model = meta.get("model") or (flags.get("model") if isinstance(flags, dict) else None)
+    return model if isinstance(model, str) and model else None
+
+
+class QwenParser:
+    """Picks the parser for a file by where it lies (one class for ``tail.ingest``)."""
+
+    block_size = 4 << 20
+
+    def __new__(cls, path: str, start: int, state: dict[str, Any] | None, opts: Any = None) -> Any:  # type: ignore[misc]
+        parts = path.replace(os.sep, "/").split("/")
+        if len(parts) >= 2 and parts[-2] == "usage" and parts[-1].startswith("token-usage-"):
+            return LedgerParser(path, start, state, opts)
+        if "subagents" in parts[-4:-1]:
+            return TranscriptParser(path, start, state, opts)
+        return ChatParser(path, start, state, opts)
+
+
+def _version_key(v: str) -> tuple[int | str, ...]:
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"[.-]", v))
+
+
+def _month(path: str) -> str:
+    m = re.search(r"token-usage-(\d{4}-\d{2})\.jsonl$", path)
+    return m[1] if m else ""
 
 
 class QwenCodeSource(Source):
-    """Qwen Code CLI chat recordings: one record per assistant API call."""
+    """Qwen Code logs: every API call (main, subagents, background agents) once."""
 
     id = "qwen-code"
     provider = "qwen"
     kind = "log"
-    description = "Qwen Code chat logs (projects/*/chats/*.jsonl), read incrementally"
+    description = "Qwen Code chat logs, subagent transcripts and usage ledger, read incrementally"
 
     @dataclass
     class Settings:
         roots: list[str] = field(
             default_factory=default_roots,
-            metadata={"help": "Qwen Code data dirs holding projects/*/chats/*.jsonl "
-                              "(default $QWEN_RUNTIME_DIR, else $QWEN_DATA_DIR, else ~/.qwen)"},
+            metadata={"help": "Qwen Code runtime dirs holding projects/*/chats (default: every one of "
+                              "$QWEN_RUNTIME_DIR, settings advanced.runtimeOutputDir, $QWEN_HOME, ~/.qwen "
+                              "that exists)"},
         )
 
-    def _files(self) -> list[str]:
-        return expand_paths(os.path.join(r, "projects", "*", "chats", "*.jsonl") for r in self.settings.roots)
+    # -- files -----------------------------------------------------------------------------------
+    def roots(self) -> list[str]:
+        return find_roots(self.settings.roots)
+
+    def _layout(self) -> tuple[list[str], list[str], list[str], list[str]]:
+        """(chat files, ledger files, transcript files, roots) under every root."""
+        chats: list[str] = []
+        ledgers: list[str] = []
+        transcripts: list[str] = []
+        roots = self.roots()
+        for r in roots:
+            chats += expand_paths([os.path.join(glob.escape(r), "projects", "*", "chats", "*.jsonl"),
+                                   os.path.join(glob.escape(r), "projects", "*", "chats", "archive", "*.jsonl")])
+            ledgers += expand_paths([os.path.join(glob.escape(r), "usage", "token-usage-*.jsonl")])
+            transcripts += expand_paths([os.path.join(glob.escape(r), "projects", "*", "subagents", "**", "*.jsonl")])
+        return chats, ledgers, transcripts, roots
 
     def available(self) -> str | None:
-        if self._files():
+        chats, ledgers, transcripts, roots = self._layout()
+        check_readable(chats + ledgers + transcripts)  # raises: the host runs it, so it is reported
+        if chats or ledgers or transcripts:
             return None
-        where = ", ".join(os.path.join(r, "projects/*/chats/*.jsonl") for r in self.settings.roots)
-        return f"no log files at {where}"
+        if not roots:
+            return "no Qwen Code folder at " + ", ".join(self.settings.roots)
+        return "no log files at " + ", ".join(os.path.join(r, "projects/*/chats/*.jsonl") for r in roots)
+
+    def info(self, cursor: Mapping[str, Any]) -> dict[str, Any]:
+        """Shown by ``tokenmeter sources``: the roots read, the client versions seen in the logs."""
+        seen: set[str] = set()
+        files = cursor.get("files") if isinstance(cursor, Mapping) else None
+        for entry in (files or {}).values():
+            state = entry.get("state") if isinstance(entry, Mapping) else None
+            if isinstance(state, Mapping) and isinstance(state.get("versions"), list):
+                seen.update(v for v in state["versions"] if isinstance(v, str))
+        return {"roots": self.roots(),
+                "client_versions": {v: v in TESTED_VERSIONS for v in sorted(seen, key=_version_key)},
+                "tested_client_versions": list(TESTED_VERSIONS)}
 
     def fetch(self, window: Window, cursor: Any) -> Iterator[UsageRecord | Cursor]:
         account = self.ctx.machine_id
-        seen: set[int] = set()  # hashes of uuids: bounded memory, forks deduplicated within a run
+        chats, ledgers, transcripts, roots = self._layout()
+        sessions = frozenset(os.path.basename(p)[:-6] for p in chats if not p.endswith(".ledger.jsonl"))
+        months = {(_month(p), os.path.dirname(os.path.dirname(p))) for p in ledgers}
+        orphans = [p for p in transcripts if self._orphan_transcript(p, sessions, months)]
+        plan = Plan(sessions, self._agent_models(ledgers) if orphans else (),
+                    next((m for m in map(_configured_model, roots) if m), None))
+        for where in self._unknown_places(roots):
+            self.ctx.unrecognised(where, "token counts in a file the reader does not know")
+        seen: set[int] = set()
 
         def to_record(row: Row) -> UsageRecord | None:
-            uuid, start, model, project, session, inp, out, cached, reasoning, total, note = row
-            h = hash(uuid)
+            key, start, model, project, session, inp, out, cached, reasoning, total, note, agent = row
+            h = hash(key)
             if h in seen:
-                return None  # a /branch fork copies earlier lines verbatim: each API call counts once
+                return None  # fork copies, the same file under two roots: each call counts once
             seen.add(h)
             return UsageRecord(
-                key=uuid,
-                start=start,
-                provider="qwen",
-                model=model,
-                account=account,
-                project=project,
-                session=session,
-                requests=1,
-                input_tokens=inp,
-                output_tokens=out,
-                cache_read_tokens=cached,
-                reasoning_tokens=reasoning,
-                total_tokens=total,
+                key=key, start=start, provider="qwen", model=model, account=account, project=project,
+                session=session, agent=agent, requests=1, input_tokens=inp, output_tokens=out,
+                cache_read_tokens=cached, reasoning_tokens=reasoning, total_tokens=total,
                 details={"note": note} if note else {},
             )
 
-        yield from ingest(self.ctx, cursor, self._files(), QwenCodeParser, None, to_record, window)
+        yield from ingest(self.ctx, cursor, chats + ledgers + orphans, QwenParser, plan, to_record, window)
+
+    @staticmethod
+    def _orphan_transcript(path: str, sessions: frozenset[str], months: set[tuple[str, str]]) -> bool:
+        """Does no chat file and no ledger month cover this transcript?"""
+        session = os.path.basename(os.path.dirname(path))
+        if session in sessions:
+            return False
+        root = path  # <root>/projects/<p>/subagents/<session>/agent-*.jsonl
+        for _ in range(5):
+            root = os.path.dirname(root)
+        try:
+            import time
+            t = time.gmtime(os.stat(path).st_mtime)
+        except OSError:
+            return False
+        month = f"{t.tm_year:04d}-{t.tm_mon:02d}"
+        prev = f"{t.tm_year - (t.tm_mon == 1):04d}-{(t.tm_mon - 2) % 12 + 1:02d}"
+        return (month, root) not in months and (prev, root) not in months
+
+    @staticmethod
+    def _agent_models(ledgers: list[str]) -> tuple[tuple[str, str], ...]:
+        """The latest model each agent used, from the ledgers' last lines."""
+        out: dict[str, str] = {}
+        for path in ledgers[-2:]:
+            try:
+                with open(path, "rb") as f:
+                    f.seek(max(0, os.fstat(f.fileno()).st_size - (256 << 10)))
+                    data = f.read()
+            except OSError:
+                continue
+            for raw in data.splitlines()[1:]:
+                try:
+                    obj = json.loads(raw)
+                except (*_BAD_JSON, UnicodeDecodeError):
+                    continue
+                if isinstance(obj, dict) and isinstance(obj.get("source"), str) and isinstance(obj.get("model"), str):
+                    out[obj["source"]] = obj["model"]
+        return tuple(out.items())
+
+    @staticmethod
+    def _unknown_places(roots: list[str]) -> list[str]:
+        """JSONL files in folders this reader does not know that hold token counts (first line found)."""
+        found: list[str] = []
+        for r in roots:
+            for d in glob.glob(os.path.join(glob.escape(r), "projects", "*", "*")):
+                if os.path.basename(d) in KNOWN_PROJECT_DIRS or not os.path.isdir(d):
+                    continue
+                for path in sorted(glob.glob(os.path.join(glob.escape(d), "**", "*.jsonl"), recursive=True))[:20]:
+                    where = _first_usage_line(path)
+                    if where:
+                        found.append(where)
+                        break
+        return found[:5]
+
+
+def _first_usage_line(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(256 << 10)
+    except OSError:
+        return None
+    for n, raw in enumerate(data.split(b"\n"), 1):
+        if any(m in raw for m in GENERIC_MARKS):
+            try:
+                obj = json.loads(raw)
+            except (*_BAD_JSON, UnicodeDecodeError):
+                continue
+            if unrecognised_usage(obj):
+                return f"{path}:{n}"
+    return None

@@ -18,19 +18,31 @@ stay stable when the line is completed) but the offset stops before it, so the n
 again. Files that vanished are dropped from the cursor. Reads are big binary blocks that end at a
 line boundary, so memory stays flat whatever the file size; a "line" longer than ``MAX_LINE`` (garbage
 without newlines) is skipped and counted without being buffered.
+
+Checkpoints (records + cursor committed together) land every ``CHECKPOINT_RECORDS`` records,
+``CHECKPOINT_SECONDS`` of wall time or ``CHECKPOINT_BYTES``, whichever comes first, also inside one
+big file: a run killed by a timeout keeps what it read up to its last checkpoint.
+
+A file or folder the user cannot read is never skipped in silence: ``expand_paths`` returns it as an
+``Unreadable`` path, ``ingest`` reads every other file, commits them, then raises ``SourceDataError``
+naming the first such path (a permission problem would otherwise make budgets under-count).
 """
 
 from __future__ import annotations
 
+import errno
+import glob
 import hashlib
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
-from tokenmeter import Cursor, SourceContext, UsageRecord, Window
+from tokenmeter import Cursor, SourceContext, SourceDataError, UsageRecord, Window
 
-__all__ = ["BLOCK_SIZE", "LineLocator", "LineParser", "TailPlan", "expand_paths", "ingest", "plan_files", "read_file"]
+__all__ = ["BLOCK_SIZE", "LineLocator", "LineParser", "TailPlan", "Unreadable", "check_readable", "expand_paths",
+           "ingest", "plan_files", "read_file"]
 
 CURSOR_VERSION = 1
 HEAD_BYTES = 1024
@@ -39,6 +51,9 @@ BLOCK_SIZE = 4 << 20
 # so often that serialising a big cursor dominates.
 CHECKPOINT_BYTES = 256 << 20
 CHECKPOINT_RECORDS = 100_000
+# ...and at least this often, so a run killed by a cron timeout keeps most of what it read even when
+# few records come out of many bytes (chat logs) or the database is slow
+CHECKPOINT_SECONDS = 5.0
 # A longer "line" is garbage (e.g. NUL blocks left by a crash): skipped without being held in memory.
 MAX_LINE = 64 << 20
 
@@ -112,30 +127,151 @@ def _head_hash(f: Any, n: int) -> str:
     return hashlib.sha1(os.pread(f.fileno(), n, 0) if n else b"").hexdigest()[:20]
 
 
-def expand_paths(patterns: Iterable[str]) -> list[str]:
-    """Expand ``~`` and globs; return existing regular files, absolute, sorted, without duplicates."""
-    import glob
+class Unreadable(str):
+    """A path ``expand_paths`` found but cannot read: a file without read permission, or a folder
+    it cannot list or enter (whose files it therefore cannot see). ``ingest`` reports it."""
 
-    out: dict[str, None] = {}
+    reason: str
+
+    def __new__(cls, path: str, reason: str = "permission denied") -> Unreadable:
+        self = super().__new__(cls, path)
+        self.reason = reason
+        return self
+
+
+def _open(path: str) -> BinaryIO:
+    """Open a log for reading (a seam: tests run as root, who can read anything, and fake EACCES here)."""
+    return open(path, "rb", buffering=0)
+
+
+def _access(path: str, mode: int) -> bool:
+    """May this process ``mode`` (``os.R_OK``/``X_OK``) ``path``? (a seam, like ``_open``)"""
+    return os.access(path, mode, effective_ids=os.access in os.supports_effective_ids)
+
+
+def _hidden_by(path: str) -> str | None:
+    """The folder that hides ``path`` when a permission is why ``path`` cannot be seen, else None.
+
+    ``stat`` says EACCES when a folder on the way cannot be entered; the nearest one that can still
+    be stat'ed is the one to fix (ENOENT means the path just is not there: not our business here).
+    """
+    try:
+        os.stat(path)
+        return None
+    except PermissionError:
+        pass
+    except OSError:
+        return None
+    d = os.path.dirname(path)
+    while True:
+        try:
+            os.stat(d)
+            return d
+        except PermissionError:
+            parent = os.path.dirname(d)
+            if parent == d:
+                return d
+            d = parent
+        except OSError:
+            return None
+
+
+def _blocked_folders(pattern: str) -> list[Unreadable]:
+    """Folders on the way to ``pattern``'s matches that cannot be listed or entered.
+
+    ``glob`` skips those in silence; walking the pattern's folder parts with the same matching finds
+    them. Listing a folder (a wildcard follows) needs read and execute; passing through it (a plain
+    name follows) needs execute only.
+    """
+    parts = pattern.split(os.sep)
+    i = 0
+    while i < len(parts) - 1 and not glob.has_magic(parts[i]):
+        i += 1
+    prefix = os.sep.join(parts[:i]) or (os.sep if pattern.startswith(os.sep) else os.curdir)
+    hidden = _hidden_by(prefix)
+    if hidden is not None:
+        return [Unreadable(hidden)]
+    if not os.path.isdir(prefix):
+        return []
+    out: list[Unreadable] = []
+    level = [prefix]
+    for j in range(i, len(parts)):
+        part, last = parts[j], j == len(parts) - 1
+        need = os.X_OK | (os.R_OK if glob.has_magic(part) else 0)
+        nxt: list[str] = []
+        for d in level:
+            if not _access(d, need):
+                out.append(Unreadable(d))
+            elif not last:
+                if glob.has_magic(part):
+                    nxt += (m for m in sorted(glob.glob(os.path.join(glob.escape(d), part))) if os.path.isdir(m))
+                elif os.path.isdir(os.path.join(d, part)):
+                    nxt.append(os.path.join(d, part))
+        level = nxt
+    return out
+
+
+def expand_paths(patterns: Iterable[str]) -> list[str]:
+    """Expand ``~`` and globs; return existing regular files, absolute, sorted, without duplicates.
+
+    Files and folders that exist but cannot be read come back as ``Unreadable`` paths (``ingest``
+    reports them; ``check_readable`` raises for them), never dropped in silence.
+    """
+    out: dict[str, str] = {}
     for pattern in patterns:
         pattern = os.path.expanduser(os.path.expandvars(pattern))
-        matches = glob.glob(pattern) if glob.has_magic(pattern) else [pattern]
+        magic = glob.has_magic(pattern)
+        matches = glob.glob(pattern) if magic else [pattern]
         for m in sorted(matches):
             if os.path.isfile(m):
-                out.setdefault(os.path.abspath(m), None)
-    return list(out)
+                path = os.path.abspath(m)
+                out.setdefault(path, path if _access(m, os.R_OK) else Unreadable(path))
+            elif not magic and (hidden := _hidden_by(m)) is not None:
+                out.setdefault(os.path.abspath(hidden), Unreadable(os.path.abspath(hidden)))
+        if magic:
+            for blocked in _blocked_folders(pattern):
+                path = os.path.abspath(blocked)
+                out.setdefault(path, Unreadable(path, blocked.reason))
+    return list(out.values())
+
+
+def _unreadable_error(paths: list[Unreadable], *, stored: bool = False) -> SourceDataError:
+    """One line: the first unreadable path, how many more, what was done and how to fix it."""
+    first = paths[0]
+    more = f" (and {len(paths) - 1} more unreadable path{'s' if len(paths) > 2 else ''})" if len(paths) > 1 else ""
+    done = "; the readable logs were stored" if stored else ""
+    return SourceDataError(
+        f"cannot read {first}: {first.reason}{more}{done}; give the user running tokenmeter read access "
+        "(and execute on folders), or leave the path out of the source's settings")
+
+
+def check_readable(paths: Iterable[str]) -> None:
+    """Raise ``SourceDataError`` naming the first ``Unreadable`` path in ``paths`` (for ``available()``:
+    the host then runs the source, which stores the readable files and reports this as its error)."""
+    bad = list({p: p for p in paths if isinstance(p, Unreadable)}.values())
+    if bad:
+        raise _unreadable_error(bad)
 
 
 def plan_files(
-    paths: list[str], old: Mapping[str, Mapping[str, Any]], *, full: bool = False
+    paths: list[str], old: Mapping[str, Mapping[str, Any]], *, full: bool = False,
+    unreadable: list[Unreadable] | None = None,
 ) -> tuple[list[TailPlan], dict[str, dict[str, Any]]]:
-    """Decide where to start in each file. Returns (plans for files to read, entries kept unchanged)."""
+    """Decide where to start in each file. Returns (plans for files to read, entries kept unchanged).
+
+    ``Unreadable`` paths, and files that cannot be opened for a reason other than being gone, are
+    appended to ``unreadable`` (their cursor entries are kept, to continue once they can be read).
+    """
     by_identity = {(e.get("dev"), e.get("ino")): (p, e) for p, e in old.items()}
     present: set[tuple[int, int]] = set()
     plans: list[TailPlan] = []
     kept: dict[str, dict[str, Any]] = {}
     stats: dict[str, os.stat_result] = {}
     for path in paths:
+        if isinstance(path, Unreadable):
+            if unreadable is not None:
+                unreadable.append(path)
+            continue
         try:
             st = os.stat(path)
         except OSError:
@@ -168,9 +304,14 @@ def plan_files(
             plans.append(TailPlan(path, 0, None, st.st_size, "truncated"))
             continue
         try:
-            with open(path, "rb") as f:
+            with _open(path) as f:
                 same_head = _head_hash(f, int(prev.get("hlen", 0))) == prev.get("head")
-        except OSError:
+        except FileNotFoundError:
+            continue  # vanished since the stat: not an error
+        except OSError as exc:
+            if unreadable is not None:
+                unreadable.append(Unreadable(path, _reason(exc)))
+            kept[path] = dict(prev)
             continue
         if not same_head:
             plans.append(TailPlan(path, 0, None, st.st_size, "replaced"))
@@ -180,27 +321,39 @@ def plan_files(
     return plans, kept
 
 
+def _reason(exc: OSError) -> str:
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return (exc.strerror or str(exc)).lower() if exc.errno != errno.EISDIR else "is a folder"
+
+
 # -- reading -------------------------------------------------------------------------------------
-# Events of one file: ("rows", rows, nbytes) | ("skips", [(where, reason)]) | ("entry", entry, final)
+# Events of one file: ("rows", rows, nbytes) | ("skips", [(where, reason)]) | ("unrecognised", [where])
+# | ("entry", entry, final) | ("unreadable", reason)
 
 
 def read_file(parser_cls: type[LineParser], opts: Any, plan: TailPlan) -> Iterator[tuple[Any, ...]]:
-    """Read one file from ``plan.start``; yield rows, skips and cursor entries (checkpoints)."""
+    """Read one file from ``plan.start``; yield rows, skips and cursor entries.
+
+    An entry follows every block of rows (``ingest`` decides which ones to commit), so a checkpoint
+    can land inside a big file; the parser's ``state()`` is taken there, between two blocks.
+    """
     # module globals (tests shrink them); parsers of short lines ask for smaller blocks so the rows
     # of one block stay few
     block_size = min(BLOCK_SIZE, getattr(parser_cls, "block_size", BLOCK_SIZE))
-    checkpoint_bytes = CHECKPOINT_BYTES
     try:
-        f = open(plan.path, "rb", buffering=0)
-    except OSError:
+        f = _open(plan.path)
+    except FileNotFoundError:
         yield ("entry", None, True)  # vanished: not an error, dropped from the cursor
+        return
+    except OSError as exc:
+        yield ("unreadable", _reason(exc))  # e.g. EACCES: reported by ingest, never skipped quietly
         return
     with f:
         parser = parser_cls(plan.path, plan.start, plan.state, opts)
         offset = plan.start
         f.seek(offset)
         carry = b""
-        since = 0
         while True:
             data = f.read(block_size)
             if not data:
@@ -215,7 +368,6 @@ def read_file(parser_cls: type[LineParser], opts: Any, plan: TailPlan) -> Iterat
                         break  # it does not end yet: left for later, like any unfinished line
                     yield ("skips", [(LineLocator(plan.path).where(offset), _too_long())])
                     f.seek(nxt)
-                    since += nxt - offset
                     offset = nxt
                     continue
                 carry = buf  # a line longer than a block: keep reading
@@ -224,13 +376,13 @@ def read_file(parser_cls: type[LineParser], opts: Any, plan: TailPlan) -> Iterat
             if parser.skips:
                 yield ("skips", parser.skips)
                 parser.skips = []
+            if getattr(parser, "unrecognised", None):
+                yield ("unrecognised", parser.unrecognised)
+                parser.unrecognised = []
             carry = buf[end:]
             offset += end
-            since += end
             yield ("rows", rows, len(data))
-            if since >= checkpoint_bytes:
-                yield ("entry", _entry(f, offset, offset, parser.state()), False)
-                since = 0
+            yield ("entry", _entry(f, offset, offset, parser.state()), False)
         rows = parser.tail(carry, offset) if carry else []
         if rows:
             yield ("rows", rows, 0)
@@ -324,14 +476,23 @@ def ingest(
     With an explicit window (``--from``) every file is re-read from the start, only records inside
     the window are yielded, and the cursor is left as it was (a backfill must not move it).
     Big cold reads are parsed in worker processes (``parallel_min`` bytes or more, 2+ CPUs).
+    Files or folders that cannot be read are reported once the others are read and committed: a
+    ``SourceDataError`` naming the first one (their cursor entries are kept for when they can be).
     """
     full = window.explicit
     old = cursor.get("files", {}) if cursor.get("v") == CURSOR_VERSION else {}
-    plans, files = plan_files(paths, old, full=full)
+    unreadable: list[Unreadable] = []
+    plans, files = plan_files(paths, old, full=full, unreadable=unreadable)
+    if unreadable:
+        # what is behind a folder we cannot list is not gone: keep its place
+        hidden = tuple(u.rstrip(os.sep) + os.sep for u in unreadable)
+        files.update((p, dict(e)) for p, e in old.items()
+                     if p not in files and (p in unreadable or p.startswith(hidden)))
     todo = sum(max(p.size - p.start, 0) for p in plans)
     ctx.progress.set_total(todo)
     lo, hi = window.start, window.end
     since_bytes = since_records = 0
+    last_checkpoint = time.monotonic()
     dirty = bool(set(old) - set(files) - {p.path for p in plans})  # vanished files to drop
     # until a file is read, a checkpoint keeps its old place (else a kill sends it back to byte 0)
     files.update((p.path, dict(old[p.path])) for p in plans if p.reason == "append")
@@ -362,6 +523,13 @@ def ingest(
             elif kind == "skips":
                 for where, reason in ev[1]:
                     ctx.skip(where, reason)
+            elif kind == "unrecognised":
+                for where in ev[1]:
+                    ctx.unrecognised(where, "token counts in a shape the reader does not know")
+            elif kind == "unreadable":
+                unreadable.append(Unreadable(path, ev[1]))
+                if path in old and not full:
+                    files.setdefault(path, dict(old[path]))
             else:  # entry
                 entry = ev[1]
                 if full:
@@ -371,12 +539,18 @@ def ingest(
                 else:
                     files[path] = entry
                 dirty = True
-                if since_bytes >= CHECKPOINT_BYTES or since_records >= CHECKPOINT_RECORDS:
+                now = time.monotonic()
+                if (since_records >= CHECKPOINT_RECORDS or now - last_checkpoint >= CHECKPOINT_SECONDS
+                        or since_bytes >= CHECKPOINT_BYTES):
                     yield checkpoint()
                     since_bytes = since_records = 0
+                    last_checkpoint = time.monotonic()  # the host committed meanwhile: count from now
                     dirty = False
     if not full and (dirty or cursor.get("v") != CURSOR_VERSION):
         yield checkpoint()
+    if unreadable:
+        # after the checkpoint above: the readable files are stored, the error is still reported
+        raise _unreadable_error(list({u: u for u in unreadable}.values()), stored=bool(plans))
 
 
 def _entry(f: Any, offset: int, seen: int, state: dict[str, Any] | None) -> dict[str, Any]:

@@ -13,10 +13,18 @@ The cost is left out of the hash on purpose: a last line without its newline is 
 logs end that way) but may still be growing, and only its last field can be cut while the row
 still has six fields; the completed line then gets the same key and replaces the early reading.
 (With a header that reorders the columns, such a line is read only once its key fields are complete.)
+
+The writer (the orchestrator's ``brain.py``) logs ``result.get('model', '?')`` and
+``result.get('provider', '?')``: ``?`` means unknown, so the record gets no model (unpriced, not a
+model named "?") and the source's default provider label. Its ``cost_usd`` is its own flat-rate
+figure (one rate for every model), kept as the ``logged`` cost; the price table's estimate sits
+beside it in ``tokenmeter reconcile``. Numbers must be plain ASCII decimals: ``int()`` and
+``Decimal()`` would also take ``1_000`` and Arabic-Indic digits, which no writer produces.
 """
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,13 +32,21 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from tokenmeter import Cursor, Source, UsageRecord, Window
+from tokenmeter import Cursor, Source, SourceDataError, UsageRecord, Window
 
-from .tail import LineLocator, expand_paths, ingest
+from .tail import LineLocator, check_readable, expand_paths, ingest
 
-__all__ = ["DEFAULT_TSV", "DashscopeLogSource", "TsvParser"]
+__all__ = ["DEFAULT_PATHS", "DEFAULT_TSV", "DEFAULT_VISION_TSV", "DashscopeLogSource", "TsvParser"]
 
 DEFAULT_TSV = "/opt/ai-orchestrator/var/logs/qwen-usage.tsv"
+# the same writer logs vision calls (provider qwen-vl-singapore) to a second file, same columns
+DEFAULT_VISION_TSV = "/opt/ai-orchestrator/var/logs/qwen-vision-usage.tsv"
+DEFAULT_PATHS = (DEFAULT_TSV, DEFAULT_VISION_TSV)
+UNKNOWN = "?"  # what the writer logs when the API result named no model or provider
+DEFAULT_PROVIDER = "qwen"
+# ASCII only (re.ASCII): str.isdigit, int() and Decimal() also accept "1_000" and non-ASCII digits
+_INT = re.compile(r"\s*[+-]?[0-9]+\s*", re.ASCII)
+_COST = re.compile(r"\s*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*", re.ASCII)
 COLUMNS = ("timestamp", "model", "provider", "input_tokens", "output_tokens", "cost_usd")
 MAX_COUNTS = 256
 # Larger values are corruption; they would also overflow the store's 64-bit integers and fail the run.
@@ -137,10 +153,13 @@ class TsvParser:
         except ValueError:
             self._skip(offset, f"bad timestamp {ts_s[:40]!r}", final)
             return None
+        if not (_INT.fullmatch(in_s) and _INT.fullmatch(out_s)):
+            self._skip(offset, "non-numeric token count", final)
+            return None
         try:
             in_tok, out_tok = int(in_s), int(out_s)
-        except ValueError:
-            self._skip(offset, "non-numeric token count", final)
+        except ValueError:  # over Python's int() digit limit (4300): far over MAX_TOKENS
+            self._skip(offset, "token count over 10^12", final)
             return None
         if in_tok < 0 or out_tok < 0:
             self._skip(offset, "negative token count", final)
@@ -150,14 +169,18 @@ class TsvParser:
             return None
         cost: Decimal | None = None
         if cost_s and not cost_s.isspace():
-            try:
-                cost = Decimal(cost_s)
-            except InvalidOperation:
-                cost = None
-            if cost is None or not cost.is_finite():
+            if not _COST.fullmatch(cost_s):  # also NaN, Infinity, 1_000, non-ASCII digits
                 self._skip(offset, "non-numeric cost_usd", final)
                 return None
-            if abs(cost) > MAX_COST:
+            try:
+                cost = Decimal(cost_s)
+            except InvalidOperation:  # the pattern admits only what Decimal parses; kept as a guard
+                self._skip(offset, "non-numeric cost_usd", final)
+                return None
+            if cost < 0:  # the writer multiplies token counts by positive rates: corruption
+                self._skip(offset, "negative cost_usd", final)
+                return None
+            if cost > MAX_COST:
                 self._skip(offset, "cost_usd out of range", final)
                 return None
         if cols is _DEFAULT and len(fields) == 6:
@@ -170,8 +193,10 @@ class TsvParser:
         counts[digest] = n + 1  # re-inserted: most recent last, so eviction drops the oldest
         if len(counts) > MAX_COUNTS:
             del counts[next(iter(counts))]
-        return (f"{ts_s.strip()}:{digest}:{n}", start, provider.strip() or "qwen", model.strip() or None,
-                in_tok, out_tok, cost)
+        model, provider = model.strip(), provider.strip()
+        return (f"{ts_s.strip()}:{digest}:{n}", start,
+                provider if provider and provider != UNKNOWN else DEFAULT_PROVIDER,
+                model if model and model != UNKNOWN else None, in_tok, out_tok, cost)
 
     def _header(self, fields: list[str]) -> None:
         names = [f.strip().lower() for f in fields]
@@ -183,15 +208,16 @@ class DashscopeLogSource(Source):
     """DashScope usage log written by the orchestrator (one TSV line per API call, logged USD)."""
 
     id = "dashscope-log"
-    provider = "qwen"
+    provider = DEFAULT_PROVIDER
     kind = "log"
-    description = "DashScope TSV usage log (qwen-usage.tsv), read incrementally"
+    description = "DashScope TSV usage logs (qwen-usage.tsv, qwen-vision-usage.tsv), read incrementally"
 
     @dataclass
     class Settings:
         paths: list[str] = field(
-            default_factory=lambda: [DEFAULT_TSV],
-            metadata={"help": "TSV log files or globs (~ expanded), e.g. include rotated 'qwen-usage.tsv*'"},
+            default_factory=lambda: list(DEFAULT_PATHS),
+            metadata={"help": "TSV log files or globs (~ expanded), e.g. include rotated 'qwen-usage.tsv*'; "
+                              "default: qwen-usage.tsv and qwen-vision-usage.tsv"},
         )
 
     def _files(self) -> list[str]:
@@ -199,12 +225,20 @@ class DashscopeLogSource(Source):
         return [f for f in files if not f.endswith(COMPRESSED)]
 
     def available(self) -> str | None:
-        if self._files():
+        files = self._files()
+        check_readable(files)  # raises: the host runs the source anyway, so the error is reported
+        if files:
             return None
         return f"no log files at {', '.join(self.settings.paths)}"
 
     def fetch(self, window: Window, cursor: Any) -> Iterator[UsageRecord | Cursor]:
         files = expand_paths(self.settings.paths)
+        if not files:
+            # only reached when the source is named (`tokenmeter fetch dashscope-log`): else
+            # available() skips it. Say where we looked and which key to fix, not "0 new".
+            raise SourceDataError(
+                f"no log file at {', '.join(self.settings.paths)}: set `paths` in [sources.{self.id}] of the "
+                "config to the TSV files the orchestrator writes", source=self.id)
         compressed = [f for f in files if f.endswith(COMPRESSED)]
         if compressed:
             self.ctx.warn(f"{self.id}: ignoring {len(compressed)} compressed file(s), e.g. {compressed[0]}")

@@ -40,7 +40,9 @@ class _CliSource(Source):
 
     def __init__(self, settings: Any, ctx: Any) -> None:
         super().__init__(settings, ctx)
-        self.cli = QwenCloudCli(command=settings.command, timeout=float(settings.timeout), source_id=self.id)
+        # the host's total deadline per request bounds each CLI call too (a lower one wins)
+        timeout = min(float(settings.timeout), ctx.request_deadline)
+        self.cli = QwenCloudCli(command=settings.command, timeout=timeout, source_id=self.id)
 
     def available(self) -> str | None:
         if resolve(self.settings.command) is None:
@@ -59,7 +61,9 @@ class QwenCloudSource(_CliSource):
     @dataclass
     class Settings:
         command: str = _settings_field("qwencloud", "the qwencloud CLI: a name on PATH or a full path")
-        timeout: float = _settings_field(60.0, "seconds one CLI call may take before it is killed")
+        timeout: float = _settings_field(
+            60.0, "seconds one CLI call may take before it is killed (at most [tokenmeter] request_deadline)"
+        )
         request_logs: bool = _settings_field(
             False,
             "per-request logs come from the `qwencloud-logs` source (kind log, so reports never add "
@@ -273,7 +277,9 @@ class QwenCloudLogsSource(_CliSource):
             False, "fetch per-request logs with `qwencloud usage logs` (off by default: many CLI calls)"
         )
         command: str = _settings_field("qwencloud", "the qwencloud CLI: a name on PATH or a full path")
-        timeout: float = _settings_field(60.0, "seconds one CLI call may take before it is killed")
+        timeout: float = _settings_field(
+            60.0, "seconds one CLI call may take before it is killed (at most [tokenmeter] request_deadline)"
+        )
         days: int = _settings_field(14, "days of logs the first run fetches (the CLI allows at most 14)")
         page_size: int = _settings_field(100, "requests per page (the CLI allows at most 100)")
         max_pages: int = _settings_field(500, "stop after this many pages per run (and warn)")

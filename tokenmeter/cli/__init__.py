@@ -7,6 +7,7 @@ module has no side effects and plugin commands appear through ``register_command
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 import traceback
 from typing import Any
@@ -69,6 +70,14 @@ class RootGroup(click.Group):
             sys.exit(exc.exit_code)
         except BrokenPipeError:
             sys.exit(0)
+        except sqlite3.Error as exc:  # a write the database cannot take: busy, disk full, read-only
+            if os.environ.get("TOKENMETER_RAISE_ERRORS") not in (None, "", "0") or debug:
+                raise
+            from ..store import write_error
+
+            mapped = write_error(exc)
+            click.echo(f"Error: {mapped or f'database error: {exc}'}", err=True)
+            sys.exit(4)
         except OSError as exc:  # an unwritable --output, a full disk: one line, not a traceback
             if os.environ.get("TOKENMETER_RAISE_ERRORS") not in (None, "", "0") or debug:
                 raise
@@ -111,7 +120,7 @@ def cli(ctx: click.Context, dashboard: bool, **kwargs: Any) -> None:
         return
     if dashboard:
         stray = _given(ctx, ["date_from", "date_to", "days", "provider", "source", "model", "project",
-                             "group_by", "cost_mode"])
+                             "agent", "group_by", "cost_mode"])
         if stray:
             raise click.UsageError(f"--dashboard takes a period and --tz, not {stray[0]}")
         from .insights import run_dashboard

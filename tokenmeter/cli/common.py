@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from ..config import Config, db_path, fixed_now, load_config, parse_timezone
-from ..output import FORMATS, dumps, render_csv, render_table
+from ..output import FORMATS, dumps, render_csv, render_table, safe_text
 from ..store import Store
 
 __all__ = ["Env", "common_options", "emit", "format_options", "get_env"]
@@ -32,7 +32,7 @@ class Env:
         if self._config is None:
             self._config = load_config(self.config_file)
             for w in self._config.warnings:
-                click.echo(f"tokenmeter: warning: {w}", err=True)
+                click.echo(f"tokenmeter: warning: {safe_text(w)}", err=True)
         return self._config
 
     @property
@@ -129,4 +129,4 @@ def emit(
         else:
             click.echo("No data.")
         for line in footer:
-            click.echo(line)
+            click.echo(safe_text(line))

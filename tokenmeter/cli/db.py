@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..output import dumps, render_csv
+from ..output import dumps, render_csv, safe_text
 from ..store import USAGE_COLUMNS, Store
+from ..store.merge import MERGE_TIMEOUT
 from .common import common_options, format_options, get_env
 
 
@@ -40,18 +41,24 @@ def db_migrate_cmd(rebuild: bool) -> None:
 
 @db_group.command(name="merge")
 @click.argument("other", type=click.Path(dir_okay=False))
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=MERGE_TIMEOUT, show_default=True,
+              metavar="SECONDS",
+              help="Give up (changing nothing) after this many seconds.")
 @common_options
-def db_merge_cmd(other: str) -> None:
+def db_merge_cmd(other: str, timeout: float) -> None:
     """Merge OTHER.db (e.g. from another machine) into the database.
 
     Idempotent: merging the same file twice changes nothing. A row replaces ours only when it was
-    fetched later. Cursors are per machine and are not merged.
+    fetched later. Cursors are per machine and are not merged. OTHER is read as untrusted input:
+    a schema this version does not know (wrong or newer) changes nothing and exits 4; rows that
+    are not valid records are skipped and counted.
     """
     env = get_env()
     with env.open_store() as store:
-        counts = store.merge(other)
-    click.echo(f"Merged {other}: {counts['usage']} usage rows and {counts['quota_snapshots']} snapshots "
-               "added or updated")
+        counts = store.merge(other, timeout=timeout)
+    skipped = f"; {counts['skipped']} invalid rows skipped" if counts["skipped"] else ""
+    click.echo(f"Merged {safe_text(other)}: {counts['usage']} usage rows and {counts['quota_snapshots']} snapshots "
+               f"added or updated{skipped}")
 
 
 EXPORT_COLUMNS = [c for c in USAGE_COLUMNS if c not in ("cost_nanos", "est_cost_nanos", "content_hash")]

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import click
 
-from ..errors import ConfigError
+from ..errors import UsageError
 from ..fetch import SourceResult, exit_code_for, run_fetch
-from ..output import dumps
+from ..output import dumps, safe_text
 from ..periods import _parse_date
 from ..plugin_manager import get_sources
 from ..sources import SourceContext, Window
@@ -29,6 +29,7 @@ class _TTYProgress:
             text = f"{ctx.source_id}: [{bar:<20}] {pct:3d}% {p.description}"
         else:
             text = f"{ctx.source_id}: {p.done:,} {p.description}"
+        text = safe_text(text)  # a plugin's description may name files from outside
         sys.stderr.write("\r" + text[:100].ljust(self.width))
         sys.stderr.flush()
         self.width = len(text[:100])
@@ -44,14 +45,19 @@ def _window(env: Any, date_from: str | None, date_to: str | None) -> Window:
     tz = env.config.timezone
     now = env.now()
     end = now
-    if date_to:
-        d = _parse_date(date_to, "--to")
-        end = min(now, datetime.combine(d + timedelta(days=1), time(0), tz))
-    start = None
-    if date_from:
-        start = datetime.combine(_parse_date(date_from, "--from"), time(0), tz)
-        if start >= end:
-            raise ConfigError(f"--from {date_from} is not before --to / now")
+    try:
+        if date_to:
+            d = _parse_date(date_to, "--to")
+            end = min(now, datetime.combine(d + timedelta(days=1), time(0), tz))
+        start = None
+        if date_from:
+            start = datetime.combine(_parse_date(date_from, "--from"), time(0), tz)
+            start.timestamp()  # a zone offset can push the first day out of range
+    except (OverflowError, ValueError):
+        raise UsageError(f"--from/--to: dates must lie between {date.min + timedelta(days=1)} and "
+                         f"{date.max - timedelta(days=1)}") from None
+    if start is not None and start >= end:
+        raise UsageError(f"--from {date_from} is not before --to / now")
     return Window(start=start, end=end)
 
 
@@ -65,6 +71,8 @@ def _summary_line(r: SourceResult) -> str:
         parts.append(f"{r.snapshots} snapshots")
     if r.skipped_lines:
         parts.append(f"{r.skipped_lines} lines skipped")
+    if r.unrecognised:
+        parts.append(f"{r.unrecognised} with unrecognised usage")
     return f"{r.source}: " + ", ".join(parts) + f" in {r.seconds:.2f}s"
 
 
@@ -90,8 +98,8 @@ def fetch_cmd(sources: tuple[str, ...], date_from: str | None, date_to: str | No
     installed = get_sources()
     for sid in env.config.sources:
         if sid not in installed:
-            click.echo(f"tokenmeter: warning: [sources.{sid}] in the config matches no installed source "
-                       f"(installed: {', '.join(installed) or 'none'})", err=True)
+            click.echo(f"tokenmeter: warning: [sources.{safe_text(sid)}] in the config matches no installed "
+                       f"source (installed: {', '.join(installed) or 'none'})", err=True)
     window = _window(env, date_from, date_to) if (date_from or date_to) else None
     progress = _TTYProgress() if sys.stderr.isatty() and fmt == "table" else None
 
@@ -100,13 +108,20 @@ def fetch_cmd(sources: tuple[str, ...], date_from: str | None, date_to: str | No
             progress.clear()
         if fmt == "table":
             stream_err = r.status == "error"
-            click.echo(_summary_line(r), err=stream_err)
+            # messages, file names and skipped lines come from outside: no raw control characters
+            click.echo(safe_text(_summary_line(r)), err=stream_err)
             for example in r.skip_examples:
-                click.echo(f"  skipped {example}")
+                click.echo(f"  skipped {safe_text(example)}")
+            for example in r.unrecognised_examples:
+                click.echo(f"  unrecognised usage (not counted; please report) at {safe_text(example)}",
+                           err=True)
             for w in r.warnings:
-                click.echo(f"  warning: {w}", err=True)
+                click.echo(f"  warning: {safe_text(w)}", err=True)
             if r.status == "error" and env.debug and r.traceback:
                 click.echo(r.traceback, err=True)
+        elif r.status == "error":
+            # stdout is for the document; cron mails stderr, so the reason goes there too
+            click.echo(safe_text(_summary_line(r)), err=True)
 
     with env.open_store() as store:
         results = run_fetch(store, env.config, list(sources), installed, window=window,

@@ -9,12 +9,16 @@ from typing import Any
 import click
 
 from ..budgets import exit_code, format_amount
-from ..output import dumps, plain_value
+from ..output import dumps, plain_value, safe_text
 from ..periods import resolve_period
 from ..reports import Filters, reconcile_report
 from .common import common_options, emit, format_options, get_env
 
 LEVEL_MARK = {"ok": "ok", "warning": "WARNING", "critical": "CRITICAL"}
+LOGGED_NOTE = (
+    "logged = the figure the client wrote in its own log (it may use one flat rate for every model, "
+    "not the provider's price); estimated = tokenmeter's price table for the same calls"
+)
 
 
 @click.command(name="budget")
@@ -36,6 +40,7 @@ def budget_cmd(do_notify: bool, dry_run: bool, quiet: bool, tz: str | None, fmt:
       tokenmeter budget -q || mail -s "LLM budget" me@example.com
       tokenmeter budget --notify          # from cron: alerts once per level per period
     """
+    from ..config import request_deadline
     from ..insights import budget_statuses, load_channels, notify
 
     env = get_env()
@@ -43,8 +48,16 @@ def budget_cmd(do_notify: bool, dry_run: bool, quiet: bool, tz: str | None, fmt:
     with env.open_store() as store:
         statuses = budget_statuses(store, env.config, env.now(), zone)
         deliveries = []
+        if do_notify and not dry_run and store.read_only:
+            # what was sent could not be recorded, so every run would send it again
+            from ..errors import StoreError
+
+            raise StoreError(f"database {store.path} is read-only (the file or its folder is not writable): "
+                             "--notify cannot record sent alerts; use --dry-run, or run it as the database's "
+                             "owner", reason="read-only")
         if do_notify or dry_run:
-            deliveries = notify(store, statuses, load_channels(env.config), dry_run=dry_run)
+            deliveries = notify(store, statuses, load_channels(env.config), dry_run=dry_run,
+                                deadline=request_deadline(env.config))
     code = exit_code(statuses)
     if quiet:
         for s in statuses:
@@ -86,22 +99,22 @@ def _report_alerts(deliveries: list[dict[str, Any]], fmt: str) -> None:
     for d in deliveries:
         if "would_send" in d:
             if fmt != "json":  # asked for explicitly: shown even with -q (on stderr)
-                click.echo(f"would send: {d['alert']}", err=to_err)
+                click.echo(f"would send: {safe_text(d['alert'])}", err=to_err)
                 click.echo(dumps(d["would_send"]) if d["would_send"] else f"  {NO_CHANNEL}", err=to_err)
             continue
         if d.get("skipped"):
             if fmt == "table":
-                click.echo(f"alert not routed: {d['alert']} ({d['skipped']})")
+                click.echo(safe_text(f"alert not routed: {d['alert']} ({d['skipped']})"))
             continue
         if d["sent"] and fmt not in ("json", "quiet"):
-            click.echo(f"alert sent: {d['alert']}", err=to_err)
+            click.echo(f"alert sent: {safe_text(d['alert'])}", err=to_err)
         elif not d["sent"]:
-            click.echo(f"alert NOT sent: {d['alert']}", err=True)
+            click.echo(f"alert NOT sent: {safe_text(d['alert'])}", err=True)
         for x in d["deliveries"]:
             if not x["ok"]:
-                click.echo(f"  {x['channel']}: {x['error']}", err=True)
+                click.echo(safe_text(f"  {x['channel']}: {x['error']}"), err=True)
         if d.get("error"):
-            click.echo(f"  {d['error']}", err=True)
+            click.echo(f"  {safe_text(d['error'])}", err=True)
 
 
 @click.command(name="forecast")
@@ -165,13 +178,13 @@ def run_dashboard(*, period_name: str | None, output: str | None, open_browser: 
     if output:
         path = Path(output).expanduser()
     else:
-        from ..config import data_dir
+        from ..config import data_dir, private_dir
 
-        path = data_dir() / "reports" / f"dashboard-{now.astimezone(zone):%Y%m%d}.html"
+        path = private_dir(data_dir()) / "reports" / f"dashboard-{now.astimezone(zone):%Y%m%d}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html, encoding="utf-8")
     if not quiet:
-        click.echo(f"Wrote {path}")
+        click.echo(f"Wrote {safe_text(path)}")
     if open_browser:
         webbrowser.open(path.resolve().as_uri())
     return path
@@ -208,9 +221,14 @@ def reconcile_cmd(period_name: str, date_from: str | None, date_to: str | None, 
                             date_to=date_to)
     with env.open_store() as store:
         rows = reconcile_report(store, period, filters=Filters(provider=provider, model=model))
+    for row in rows:
+        # a log's own cost beside the price table's estimate of the same calls (same currency only)
+        lg, e = row["logged"], row["estimated"]
+        row["logged_minus_estimated"] = lg - e if lg is not None and e is not None else None
     cols = ["day", "model", "currency", "billed", "logged", "estimated", "billed_minus_logged",
-            "billed_minus_estimated", "estimate_error_pct", "unpriced_log_requests"]
+            "billed_minus_estimated", "logged_minus_estimated", "estimate_error_pct", "unpriced_log_requests"]
     if fmt == "table" and not rows:
         click.echo("Nothing to reconcile: no priced usage in this period.")
         return
-    emit({"rows": rows}, rows, cols, fmt)
+    has_logged = any(r["logged"] is not None for r in rows)
+    emit({"rows": rows}, rows, cols, fmt, footer=[LOGGED_NOTE] if has_logged else [])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from datetime import UTC
@@ -12,9 +13,9 @@ from typing import Any
 import click
 
 from ..config import Config, settings_help
-from ..errors import ConfigError
+from ..errors import ConfigError, SourceDataError
 from ..fetch import make_pricer, run_fetch
-from ..output import dumps
+from ..output import dumps, safe_text
 from ..periods import Period, _parse_date
 from ..plugin_manager import get_sources
 from ..reports import usage_report
@@ -52,6 +53,8 @@ def sources_cmd(fmt: str, no_check: bool) -> None:
         try:
             source = cls(build_settings(cls.Settings, config.source_table(sid), f"sources.{sid}"), ctx)
             reason = source.available()
+            if hasattr(source, "info"):
+                row["info"] = source.info(_cursor(state))
             if reason:
                 row["status"] = f"not ready: {reason}"
             elif not no_check and hasattr(source, "health"):
@@ -59,6 +62,8 @@ def sources_cmd(fmt: str, no_check: bool) -> None:
                 row["status"] = "ready" if ok else f"not ready: {message}"
         except ConfigError as exc:
             row["status"] = f"config error: {exc}"
+        except SourceDataError as exc:  # e.g. a log it cannot read: not ready, and why
+            row["status"] = f"not ready: {exc}"
         except Exception as exc:  # a health check must not break the listing
             row["status"] = f"check failed: {type(exc).__name__}: {exc}"
         finally:
@@ -68,6 +73,31 @@ def sources_cmd(fmt: str, no_check: bool) -> None:
             row["status"] = "disabled"
         rows.append(row)
     emit(rows, rows, ["source", "kind", "provider", "status", "last_success", "last_error"], fmt)
+    if fmt == "table":
+        for row in rows:
+            for line in _info_lines(row.get("info") or {}):
+                click.echo(safe_text(f"{row['source']}: {line}"))
+
+
+def _cursor(state: dict[str, Any]) -> dict[str, Any]:
+    try:
+        value = json.loads(state.get("cursor") or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _info_lines(info: dict[str, Any]) -> list[str]:
+    """A source's ``info()`` as short lines under the table (lists joined, booleans as tested/untested)."""
+    lines = []
+    for key, value in info.items():
+        if key == "client_versions" and isinstance(value, dict):
+            value = ", ".join(f"{v} ({'tested' if ok else 'not covered by the conformance tests'})"
+                              for v, ok in value.items()) or "none yet"
+        elif isinstance(value, list | tuple):
+            value = ", ".join(map(str, value)) or "none"
+        lines.append(f"{key.replace('_', ' ')}: {value}")
+    return lines
 
 
 @click.command(name="quota")
@@ -107,8 +137,8 @@ def prices_cmd(model: str | None, on_day: str | None, fmt: str) -> None:
     book = PriceBook.load(overrides=env.config.prices or None)
     rows = book.rows(model, day=day)
     if not rows and model:
-        click.echo(f"No price known for {model!r}: its usage is counted as unpriced. "
-                   f'Add [prices."{model}"] to your config to price it.', err=True)
+        click.echo(safe_text(f"No price known for {model!r}: its usage is counted as unpriced. "
+                             f'Add [prices."{model}"] to your config to price it.'), err=True)
     cols = [c for c in ("model", "region", "currency", "valid_from", "input", "output", "cache_read",
                         "cache_write", "thinking_output", "tiers", "origin", "source") if not rows or c in rows[0]]
     emit({"basis": book.basis, "day": day, "prices": rows}, rows, cols, fmt)
@@ -159,7 +189,7 @@ def demo_cmd(keep: str | None, fmt: str) -> None:
         for r in results:
             line = f"{r.source}: {r.new} new records" + (
                 f", {r.skipped_lines} bad lines skipped" if r.skipped_lines else "")
-            click.echo(line if r.status == "ok" else f"{r.source}: FAILED: {r.message}", err=True)
+            click.echo(safe_text(line if r.status == "ok" else f"{r.source}: FAILED: {r.message}"), err=True)
         period = Period(None, None, UTC)
         report = usage_report(store, period, by=["provider", "model"])
     data_out = report.as_dict()

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..output import COST_KIND_NOTE, dumps, plain_value
+from ..output import COST_KIND_NOTE, dumps, plain_value, safe_text
 from ..periods import resolve_period
 from ..reports import Filters, parse_group_by, usage_report
 from .common import common_options, emit, format_options, get_env
@@ -45,8 +45,10 @@ def report_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--source", metavar="S", help="Only sources containing S."),
         click.option("--model", metavar="M", help="Only models containing M."),
         click.option("--project", metavar="DIR", help="Only projects containing DIR."),
+        click.option("--agent", metavar="NAME",
+                     help="Only agents containing NAME (e.g. main, general-purpose, Explore)."),
         click.option("--by", "group_by", metavar="DIMS",
-                     help="Group by any of day,week,month,quarter,model,provider,source,account,project "
+                     help="Group by any of day,week,month,quarter,model,provider,source,account,project,agent "
                           "(default: model for one day, else day; 'none' for the total only)."),
         click.option("--tz", metavar="ZONE", help="IANA time zone for days (default: config, else system)."),
         click.option("--cost", "cost_mode", type=click.Choice(["auto", "billed", "estimated"]),
@@ -96,6 +98,7 @@ def run_report(
     source: str | None,
     model: str | None,
     project: str | None,
+    agent: str | None,
     group_by: str | None,
     tz: str | None,
     cost_mode: str,
@@ -114,7 +117,7 @@ def run_report(
 
             refresh_before_report(env, store, everything=refresh)
         report = usage_report(
-            store, period, by=by, filters=Filters(provider, source, model, project), cost=cost_mode
+            store, period, by=by, filters=Filters(provider, source, model, project, agent), cost=cost_mode
         )
     if quiet:
         # nothing recorded is a known zero; a figure no source reported is unknown: '?', never 0
@@ -134,7 +137,8 @@ def run_report(
         f"{report.period['from'] or 'start'} to {report.period['to'] or 'now'} ({report.period['tz']})"
     )
     click.echo(f"Usage {period_text}")
-    rows = list(report.rows)
+    # a dimension nobody reported (a record without model, project or agent) shows as "-"
+    rows = [{**r, **{d: "-" for d in by if r.get(d) is None}} for r in report.rows]
     totals = [dict(t, **{by[0]: "Total"}) if by else dict(t) for t in report.total]
     if not by:
         rows = totals
@@ -153,7 +157,7 @@ def run_report(
         text = "\n".join(lines)
     click.echo(text)
     for note in report.notes:
-        click.echo(f"note: {note}")
+        click.echo(f"note: {safe_text(note)}")  # names sources and providers
     if sys.stdout.isatty():
         click.echo(COST_KIND_NOTE)
 

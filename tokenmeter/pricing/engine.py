@@ -5,8 +5,8 @@ Rules (README "Where prices come from"; tests/test_pricing.py checks each):
 * Prices are per 1,000,000 tokens, as ``Decimal``, in the entry's own currency. Nothing is ever
   converted between currencies.
 * **Regions.** A record's ``provider`` label picks a region (``PROVIDER_REGIONS``): ``qwen``,
-  ``qwen-intl``, ``qwen-singapore``, ``qwen-virginia``, ``dashscope``, ``dashscope-intl``,
-  ``qwencloud``, ``alibaba`` → ``intl`` (USD); ``qwen-beijing``, ``qwen-cn``, ``qwen-china``,
+  ``qwen-intl``, ``qwen-singapore``, ``qwen-vl-singapore``, ``qwen-virginia``, ``dashscope``,
+  ``dashscope-intl``, ``qwencloud``, ``alibaba`` → ``intl`` (USD); ``qwen-beijing``, ``qwen-cn``, ``qwen-china``,
   ``dashscope-cn``, ``bailian`` → ``cn`` (CNY); ``huawei-maas``, ``huawei-maas-hk`` → ``huawei-maas``
   (the international site's CN-Hong Kong list, USD); ``huawei-maas-cn`` → ``huawei-maas-cn`` (CNY, no
   bundled prices); ``openrouter`` → ``openrouter`` (no bundled prices: OpenRouter reports billed USD).
@@ -86,6 +86,7 @@ PROVIDER_REGIONS: dict[str, str] = {
     "qwen": "intl",
     "qwen-intl": "intl",
     "qwen-singapore": "intl",
+    "qwen-vl-singapore": "intl",  # the DashScope vision log's label (qwen-vision-usage.tsv)
     "qwen-virginia": "intl",
     "dashscope": "intl",
     "dashscope-intl": "intl",

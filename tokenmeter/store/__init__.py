@@ -7,8 +7,10 @@ or at the end of the run; an exception rolls back to the last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -20,16 +22,27 @@ from typing import Any
 from ..errors import StoreError
 from ..records import QuotaSnapshot, UsageRecord
 
-__all__ = ["NANO", "Store", "WriteSession", "from_nanos", "row_id", "to_nanos"]
+__all__ = [
+    "NANO",
+    "Store",
+    "WriteSession",
+    "from_nanos",
+    "is_busy",
+    "is_full",
+    "is_read_only",
+    "row_id",
+    "to_nanos",
+    "write_error",
+]
 
 NANO = Decimal(10) ** 9
 # how many migrations tokenmeter has; when all are applied, opening skips importing sqlite-utils
 # (tests/test_store.py checks this matches store/migrations.py)
-SCHEMA_MIGRATIONS = 3
+SCHEMA_MIGRATIONS = 4
 BATCH = 5000
 
 USAGE_COLUMNS = (
-    "id", "source", "kind", "account", "key", "provider", "model", "project", "session",
+    "id", "source", "kind", "account", "key", "provider", "model", "project", "session", "agent",
     "start", "end", "start_ts", "end_ts", "requests", "errors", "input_tokens", "output_tokens",
     "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "total_tokens",
     "cost_nanos", "currency", "cost_kind", "est_cost_nanos", "est_currency", "price_basis",
@@ -47,14 +60,16 @@ _UPSERT_SQL = (
 
 ROLLUP = 900
 _ROLLUP_SQL = """
-INSERT INTO usage_rollup
-SELECT start_ts - start_ts % 900, source, kind, account, provider, model, project,
+INSERT INTO usage_rollup (bucket, source, kind, account, provider, model, project, agent, has_cost, currency,
+       cost_kind, est_currency, records, calls, requests, input_tokens, output_tokens, cache_read_tokens,
+       cache_write_tokens, reasoning_tokens, total_tokens, cost_nanos, est_cost_nanos)
+SELECT start_ts - start_ts % 900, source, kind, account, provider, model, project, agent,
        cost_nanos IS NOT NULL, currency, cost_kind, est_currency,
        COUNT(*), SUM(COALESCE(requests, 1)), SUM(requests), SUM(input_tokens), SUM(output_tokens),
        SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(reasoning_tokens),
        SUM(COALESCE(total_tokens, input_tokens + output_tokens)), SUM(cost_nanos), SUM(est_cost_nanos)
 FROM usage WHERE start_ts >= ? AND start_ts < ?
-GROUP BY 1, source, kind, account, provider, model, project, 8, currency, cost_kind, est_currency
+GROUP BY 1, source, kind, account, provider, model, project, agent, 9, currency, cost_kind, est_currency
 """
 
 
@@ -110,13 +125,89 @@ class RunCounts:
     snapshots: int = 0
 
 
-class Store:
-    """An open tokenmeter database (migrated, WAL mode, busy timeout)."""
+BUSY_TIMEOUT = 30.0  # seconds a write waits for another writer before "database is busy"
 
-    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+
+def _code(exc: BaseException) -> int:
+    return (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # the primary code of an extended one
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Another connection holds the lock ("database is locked"): worth retrying later."""
+    return isinstance(exc, sqlite3.OperationalError) and (
+        _code(exc) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "is locked" in str(exc))
+
+
+def is_full(exc: BaseException) -> bool:
+    """The disk (or the file's size limit) is full."""
+    return isinstance(exc, sqlite3.DatabaseError) and (
+        _code(exc) == sqlite3.SQLITE_FULL or "database or disk is full" in str(exc))
+
+
+def is_read_only(exc: BaseException) -> bool:
+    """The database file or its folder cannot be written."""
+    return isinstance(exc, sqlite3.DatabaseError) and (
+        _code(exc) == sqlite3.SQLITE_READONLY or "readonly database" in str(exc))
+
+
+def write_error(exc: BaseException, path: str = "") -> StoreError | None:
+    """The one-line ``StoreError`` for a failed write (busy, full, read-only), or None for others."""
+    where = f"database {path}" if path else "the database"
+    if is_busy(exc):
+        return StoreError(f"{where} is busy: another tokenmeter run is writing to it; "
+                          "try again when it has finished", reason="busy")
+    if is_full(exc):
+        return StoreError(f"{where}: the disk is full; nothing was changed, the data stored before "
+                          "is intact; free some space and try again", reason="full")
+    if is_read_only(exc):
+        return StoreError(f"{where} is read-only (the file or its folder is not writable): this "
+                          "command needs to write to it; reports and exports still work", reason="read-only")
+    return None
+
+
+def _create_private(file: Path) -> None:
+    """Create an empty database file 0600 whatever the umask (SQLite gives -wal/-shm the same mode);
+    a file that already exists is left alone."""
+    try:
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def _writable(file: Path) -> bool:
+    # WAL mode writes the -wal and -shm files next to the database: the folder must be writable too
+    return os.access(file, os.W_OK) and os.access(file.parent, os.W_OK | os.X_OK)
+
+
+def _readable(conn: sqlite3.Connection, uri: str) -> sqlite3.Connection:
+    """A read-only WAL database needs its -shm file, which an unwritable folder may not have: then
+    read it as immutable (nobody can write it from here anyway)."""
+    try:
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        return sqlite3.connect(uri.replace("?mode=ro", "?mode=ro&immutable=1"), isolation_level=None,
+                               check_same_thread=False, uri=True)
+
+
+class Store:
+    """An open tokenmeter database (migrated, WAL mode, busy timeout).
+
+    A database whose file or folder is not writable opens read-only: reports and exports work,
+    writes fail with ``StoreError``.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: str, *, read_only: bool = False) -> None:
         self.conn = conn
         self.path = path
+        self.read_only = read_only
         self._db: Any = None
+        self._temp_rollup = False
 
     @property
     def db(self) -> Any:
@@ -130,27 +221,58 @@ class Store:
     @classmethod
     def open(cls, path: str | Path, *, migrate: bool = True) -> Store:
         path = str(path)
-        if path != ":memory:":
-            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        read_only = False
+        target = path
+        if path != ":memory:" and not path.startswith("file:"):
+            from ..config import private_dir
+
+            file = Path(path).expanduser()
+            try:
+                private_dir(file.parent)
+                if not file.exists() and os.access(file.parent, os.W_OK | os.X_OK):
+                    _create_private(file)
+            except OSError as exc:
+                raise StoreError(f"cannot create database {path}: {exc.strerror or exc}") from None
+            read_only = file.exists() and not _writable(file)
+            if read_only:
+                target = f"{file.resolve().as_uri()}?mode=ro"
         try:
             # uri=True lets merge ATTACH another file read-only; plain paths work as before
-            conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False, uri=True)
-            conn.execute("PRAGMA busy_timeout = 30000")
-            if path != ":memory:":
+            conn = sqlite3.connect(target, isolation_level=None, timeout=BUSY_TIMEOUT, check_same_thread=False,
+                                   uri=True)
+            if read_only:
+                conn = _readable(conn, target)
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+            if path != ":memory:" and not read_only:
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             # big ingests touch the id and time indexes at random: a 16 MB page
             # cache (instead of 2 MB) keeps most of them in memory
             conn.execute("PRAGMA cache_size = -16384")
             conn.execute("PRAGMA temp_store = MEMORY")
-            store = cls(conn, path)
+            store = cls(conn, path, read_only=read_only)
             if migrate and not store._up_to_date():
+                if read_only:
+                    raise StoreError(f"database {path} is read-only and needs a schema update: run "
+                                     "`tokenmeter db migrate` once as a user who can write to it")
                 from .migrations import migrations
 
                 migrations.apply(store.db)
         except sqlite3.DatabaseError as exc:
+            mapped = write_error(exc, path)
+            if mapped is not None:
+                raise mapped from exc
             raise StoreError(f"cannot open database {path}: {exc}") from exc
         return store
+
+    @contextlib.contextmanager
+    def busy_timeout(self, seconds: float) -> Iterator[None]:
+        """Wait at most ``seconds`` for another writer inside the block (then "database is locked")."""
+        self.conn.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+        try:
+            yield
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
 
     def close(self) -> None:
         self.conn.close()
@@ -280,12 +402,31 @@ class Store:
         """Recompute the 15-minute rollup for buckets changed since the last report; returns how many."""
         if not self.conn.execute("SELECT 1 FROM rollup_dirty LIMIT 1").fetchone():
             return 0
-        with _tx(self):
-            buckets = [b for (b,) in self.conn.execute("SELECT bucket FROM rollup_dirty ORDER BY bucket")]
+        if self.read_only:
+            return self._refresh_rollup_in_memory()
+        try:
+            with _tx(self):
+                buckets = [b for (b,) in self.conn.execute("SELECT bucket FROM rollup_dirty ORDER BY bucket")]
+                for lo, hi in _ranges(buckets, ROLLUP):
+                    self.conn.execute("DELETE FROM usage_rollup WHERE bucket >= ? AND bucket < ?", (lo, hi))
+                    self.conn.execute(_ROLLUP_SQL, (lo, hi))
+                self.conn.execute("DELETE FROM rollup_dirty")
+        except StoreError as exc:
+            if exc.reason not in ("full", "read-only"):
+                raise
+            return self._refresh_rollup_in_memory()  # reports still work on a full disk
+        return len(buckets)
+
+    def _refresh_rollup_in_memory(self) -> int:
+        # a read-only file keeps its stale buckets: rebuild them in a TEMP copy of the rollup, which
+        # this connection's unqualified `usage_rollup` resolves to (temp is searched before main)
+        buckets = [b for (b,) in self.conn.execute("SELECT bucket FROM rollup_dirty ORDER BY bucket")]
+        if not self._temp_rollup:
+            self.conn.execute("CREATE TEMP TABLE usage_rollup AS SELECT * FROM main.usage_rollup")
             for lo, hi in _ranges(buckets, ROLLUP):
-                self.conn.execute("DELETE FROM usage_rollup WHERE bucket >= ? AND bucket < ?", (lo, hi))
+                self.conn.execute("DELETE FROM temp.usage_rollup WHERE bucket >= ? AND bucket < ?", (lo, hi))
                 self.conn.execute(_ROLLUP_SQL, (lo, hi))
-            self.conn.execute("DELETE FROM rollup_dirty")
+            self._temp_rollup = True
         return len(buckets)
 
     def mark_all_dirty(self) -> None:
@@ -296,55 +437,18 @@ class Store:
         )
 
     # -- merge -----------------------------------------------------------------------------
-    def merge(self, other: str | Path) -> dict[str, int]:
+    def merge(self, other: str | Path, *, timeout: float | None = None) -> dict[str, int]:
         """Merge another tokenmeter database in. Idempotent: merging the same file twice changes nothing.
 
         A row from the other file replaces ours only when it was fetched later. Cursors and fetch
-        runs are per machine and are not merged.
+        runs are per machine and are not merged. The other file is untrusted input (see
+        ``store/merge.py``): a wrong or newer schema, an unreadable file or running out of
+        ``timeout`` seconds is a ``StoreError`` and changes nothing; bad rows are skipped and
+        counted in ``skipped``.
         """
-        other = Path(other).expanduser()
-        if not other.exists():
-            raise StoreError(f"cannot merge {other}: no such file")
-        if other.resolve() == Path(self.path).resolve():
-            raise StoreError("cannot merge a database into itself")
-        try:  # read-only: merging must not change the other file (not even its journal mode)
-            ro = sqlite3.connect(f"{other.resolve().as_uri()}?mode=ro", uri=True)
-            try:
-                tables = {r[0] for r in ro.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            finally:
-                ro.close()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot merge {other}: {exc}") from None
-        if not {"usage", "quota_snapshots"} <= tables or "usage_rollup" not in tables:
-            raise StoreError(
-                f"{other} is not a tokenmeter database of this version; run `tokenmeter db migrate --db {other}`"
-            )
-        before = self.conn.total_changes
-        self.conn.execute("ATTACH DATABASE ? AS other", (f"{other.resolve().as_uri()}?mode=ro",))
-        try:
-            with _tx(self):
-                cols = ", ".join(f'"{c}"' for c in USAGE_COLUMNS)
-                sets = ", ".join(f'"{c}" = excluded."{c}"' for c in USAGE_COLUMNS if c != "id")
-                # buckets of rows new to us need their rollup recomputed (updates are marked by trigger);
-                # rows we already hold mark nothing, so merging the same file again changes nothing
-                self.conn.execute(
-                    "INSERT OR IGNORE INTO main.rollup_dirty SELECT DISTINCT o.start_ts - o.start_ts % 900 "
-                    "FROM other.usage o WHERE NOT EXISTS (SELECT 1 FROM main.usage m WHERE m.id = o.id)"
-                )
-                cur = self.conn.execute(
-                    f"INSERT INTO main.usage ({cols}) SELECT {cols} FROM other.usage WHERE true "
-                    f"ON CONFLICT(id) DO UPDATE SET {sets} "
-                    "WHERE excluded.content_hash IS NOT main.usage.content_hash "
-                    "AND excluded.fetched_at > main.usage.fetched_at"
-                )
-                usage = cur.rowcount
-                cur = self.conn.execute(
-                    "INSERT OR IGNORE INTO main.quota_snapshots SELECT * FROM other.quota_snapshots"
-                )
-                snaps = cur.rowcount
-        finally:
-            self.conn.execute("DETACH DATABASE other")
-        return {"usage": usage, "quota_snapshots": snaps, "changes": self.conn.total_changes - before}
+        from .merge import MERGE_TIMEOUT, merge_database
+
+        return merge_database(self, other, timeout=MERGE_TIMEOUT if timeout is None else timeout)
 
 
 class _tx:
@@ -356,14 +460,26 @@ class _tx:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+            # the busy timeout ran out, a read-only file: one clear line instead of a traceback
+            mapped = write_error(exc, self.path)
+            if mapped is None:
                 raise
-            # the busy timeout ran out: one clear line instead of a traceback
-            raise StoreError(f"database {self.path} is busy: another tokenmeter run is writing to it; "
-                             "try again when it has finished") from None
+            raise mapped from None
 
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+    def __exit__(self, exc_type: object, exc: BaseException | None, *rest: object) -> None:
+        if exc_type is None:
+            try:
+                self.conn.execute("COMMIT")
+                return
+            except sqlite3.OperationalError as failed:
+                exc = failed
+        with contextlib.suppress(sqlite3.Error):  # a failed COMMIT may have rolled back already
+            self.conn.execute("ROLLBACK")
+        mapped = write_error(exc, self.path) if exc is not None else None
+        if mapped is not None:  # e.g. the disk filled up: nothing of this transaction was stored
+            raise mapped from None
+        if exc_type is None and exc is not None:
+            raise exc
 
 
 def _public_row(r: dict[str, Any]) -> dict[str, Any]:
@@ -384,6 +500,7 @@ class WriteSession:
         self.pricer = pricer
         self.counts = RunCounts()
         self.committed = RunCounts()  # what the last checkpoint made durable
+        self.uncommitted = 0  # records and snapshots added since then (lost if the run fails)
         self._pending: dict[str, tuple[Any, ...]] = {}
         self._fetched_at = now_iso()
         self._in_tx = False
@@ -395,6 +512,7 @@ class WriteSession:
             self._in_tx = True
 
     def add(self, item: UsageRecord | QuotaSnapshot) -> None:
+        self.uncommitted += 1
         if isinstance(item, QuotaSnapshot):
             self._add_snapshot(item)
             return
@@ -415,15 +533,17 @@ class WriteSession:
         start_iso = iso(start)
         end_iso = start_iso if end == start else iso(end)
         cost = to_nanos(r.cost)
-        content = (
+        content: tuple[Any, ...] = (
             self.kind, r.account, r.key, r.provider, r.model, r.project, r.session, start_iso, end_iso,
             r.requests, r.errors, r.input_tokens, r.output_tokens, r.cache_read_tokens,
             r.cache_write_tokens, r.reasoning_tokens, r.total_tokens, cost, r.currency, r.cost_kind, details,
         )
+        if r.agent is not None:  # only then: rows stored before agents existed keep their hash
+            content += (r.agent,)
         content_hash = hashlib.blake2b(repr(content).encode(), digest_size=12).hexdigest()
         return (
             row_id(self.source, r.account, r.key), self.source, self.kind, r.account, r.key,
-            r.provider, r.model, r.project, r.session, start_iso, end_iso,
+            r.provider, r.model, r.project, r.session, r.agent, start_iso, end_iso,
             int(start.timestamp()), int(end.timestamp()), r.requests, r.errors, r.input_tokens,
             r.output_tokens, r.cache_read_tokens, r.cache_write_tokens, r.reasoning_tokens,
             r.total_tokens, cost, r.currency, r.cost_kind,
@@ -484,6 +604,7 @@ class WriteSession:
         self._in_tx = False
         self._max_rowid = None  # another writer may insert before our next transaction
         self.committed = RunCounts(**self.counts.__dict__)
+        self.uncommitted = 0
 
     def finish(self, cursor: Mapping[str, Any] | None) -> None:
         self.checkpoint(cursor)
@@ -499,5 +620,6 @@ class WriteSession:
         self._pending = {}
         self._max_rowid = None
         if self._in_tx:
-            self.conn.execute("ROLLBACK")
             self._in_tx = False
+            with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back on its own (disk full)
+                self.conn.execute("ROLLBACK")

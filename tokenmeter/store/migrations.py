@@ -153,3 +153,12 @@ def m003_rollup(db: Database) -> None:
         f"CREATE TRIGGER usage_rollup_update AFTER UPDATE ON usage BEGIN {mark.format('OLD')} {mark.format('NEW')} END"
     )
     db.execute(f"CREATE TRIGGER usage_rollup_delete AFTER DELETE ON usage BEGIN {mark.format('OLD')} END")
+
+
+@migrations()
+def m004_agent(db: Database) -> None:
+    # which agent made the calls (Qwen Code's main conversation or a subagent). ADD COLUMN is
+    # instant on any size of table; old rows get NULL ("not reported") in both tables, which is
+    # exactly what a rebuild of their rollup buckets would give, so the rollup stays correct as is.
+    db.execute("ALTER TABLE usage ADD COLUMN agent TEXT")
+    db.execute("ALTER TABLE usage_rollup ADD COLUMN agent TEXT")

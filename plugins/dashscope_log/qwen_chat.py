@@ -1,0 +1,589 @@
+"""Qwen Code chat files (``projects/<p>/chats/[archive/]<sessionId>.jsonl``): one row per API call.
+
+What the real client writes for each API call (observed with 0.15.10 and 0.24.4):
+
+- a ``system``/``ui_telemetry`` line whose ``uiEvent`` is a ``qwen-code.api_response`` event, for
+  *every* call: main turns, subagents (``subagent_name``) and background agents such as the memory
+  extractor. This is the record that counts; its key is the server's ``response_id``, which
+  ``/branch`` forks and copies under another root keep verbatim. Events with a non-2xx
+  ``status_code`` are errors, not usage.
+- for main turns also an ``assistant`` line with ``usageMetadata`` (same numbers), written right
+  after the event, with the event's uuid as ``parentUuid``. It is the same call and is not counted
+  again. Old clients wrote no events: their assistant lines count, keyed by ``uuid``.
+
+Pairing an assistant line with its event: its parent is a recent event, or a recent unpaired event
+has the same token numbers. Recent events are kept (bounded) in the per-file state, so the pairing
+is the same whether the two lines are read in one run or in two.
+
+Speed: most bytes are message text. Lines are found with ``bytes.find`` (memchr); only lines holding
+``"usageMetadata"``, the ``api_response`` marker or a token-count key are looked at closely. The
+fast paths match short top-level fields with anchored byte regexes and find event fields by key
+(a key in raw bytes ``"name":`` can only be structural: inside a JSON string the quotes are
+escaped); anything else goes to ``json.loads``. Lines with token counts in a shape not recognised
+here are reported as unrecognised usage (never silently dropped).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import deque
+from typing import Any
+
+from .tail import LineLocator
+from .tsv import MAX_TOKENS, parse_timestamp
+
+__all__ = ["ChatParser", "Row", "usage_to_tokens", "tokens_from_counts", "unrecognised_usage"]
+
+# (key, start, model, project, session, input, output, cache_read, reasoning, total, note, agent)
+Row = tuple[Any, ...]
+MAIN = "main"
+
+MARK_A = b'"usageMetadata"'
+# the prefix also finds renamed events (e.g. api_response_v2), which are reported as unrecognised
+MARK_T = b'"event.name":"qwen-code.api_response'
+MARK_T_FULL = MARK_T + b'"'
+# structural token-count keys (a quote and a colon right after: never inside a JSON string)
+GENERIC_MARKS = (b'TokenCount":', b'token_count":', b'Tokens":', b'_tokens":')
+SCAN_A = b'ount":'  # the end of every ...TokenCount / ..._token_count key
+SCAN_B = b'okens":'  # ...Tokens / ..._tokens keys
+_GENERIC = re.compile(rb'(?:TokenCount|token_count|Tokens|_tokens)":')
+_TOKEN_KEY = re.compile(
+    r"(prompt|input|output|completion|candidates|total|cached|cache|thoughts|reasoning)"
+    r"[_a-z]*tokens?(_?count)?$", re.IGNORECASE)
+
+_HEAD = re.compile(
+    rb'\{"uuid":"([^"]+)","parentUuid":(?:null|"([^"]*)"),"sessionId":"([^"]*)",'
+    rb'"timestamp":"([^"]+)","type":"([a-z_]+)"'
+)
+_HEAD_FULL = re.compile(
+    rb'\{"uuid":"([^"]+)","parentUuid":(?:null|"([^"]*)"),"sessionId":"([^"]*)",'
+    rb'"timestamp":"([^"]+)","type":"assistant"(?:,"subtype":"[^"]*")?(?:,"cwd":"([^"]*)")?'
+    rb'(?:,"[A-Za-z_]+":(?:"[^"]*"|-?\d+|true|false|null))*,"message":'
+)
+_SCALARS = rb'(?:,"[A-Za-z_]+":(?:-?\d+(?:\.\d+)?|"[^"]*"|true|false|null))*\}[ \t\r]*'
+_USAGE_STD = (rb'"usageMetadata":\{"promptTokenCount":(\d+),"candidatesTokenCount":(\d+)'
+              rb'(?:,"thoughtsTokenCount":(\d+))?,"totalTokenCount":(\d+),"cachedContentTokenCount":(\d+)\}')
+_USAGE = rb'"usageMetadata":(\{[^{}]*\})'
+_TAIL_STD = re.compile(rb'\},"model":"([^"]*)",' + _USAGE_STD + _SCALARS)
+_TAIL = re.compile(rb'\},"model":"([^"]*)",' + _USAGE + _SCALARS)
+_UTAIL_STD = re.compile(rb'\},' + _USAGE_STD + _SCALARS)
+_UTAIL = re.compile(rb'\},' + _USAGE + _SCALARS)
+_HEAD_MODEL = re.compile(rb',"model":"([^"]*)"')
+_HEAD_CWD = re.compile(rb',"cwd":"([^"]*)"')
+_HEAD_VERSION = re.compile(rb',"version":"([^"\\]{1,40})"')
+_INT = re.compile(rb"[ ]*(\d{1,15})[ ]*[,}]")
+_BAD_JSON = (ValueError, RecursionError)  # RecursionError: absurdly deep nesting in a garbage line
+
+# event fields: (key bytes, is-int)
+_EV_STR = {k: f'"{k}":"'.encode() for k in ("event.timestamp", "response_id", "model", "subagent_name")}
+_EV_INT = {k: f'"{k}":'.encode() for k in ("status_code", "input_token_count", "output_token_count",
+                                             "cached_content_token_count", "thoughts_token_count",
+                                             "total_token_count")}
+NOT_CALLS = ("user", "tool_result")
+_NOT_CALLS_B = tuple(t.encode() for t in NOT_CALLS)
+_EV_STD = re.compile(
+    rb'"event.name":"qwen-code.api_response","event.timestamp":"([^"\\]*)","response_id":"([^"\\]*)",'
+    rb'"model":"([^"\\]*)","status_code":(\d{1,4}),"duration_ms":\d+,"input_token_count":(\d{1,15}),'
+    rb'"output_token_count":(\d{1,15}),"cached_content_token_count":(\d{1,15}),'
+    rb'"thoughts_token_count":(\d{1,15}),"total_token_count":(\d{1,15})[,}]')
+_EV_STD_NAMES = ("event.timestamp", "response_id", "model", "status_code", "input_token_count",
+                 "output_token_count", "cached_content_token_count", "thoughts_token_count",
+                 "total_token_count")
+_AGENT_KEY = b'"subagent_name":"'
+RECENT = 64  # events remembered per file for pairing (main turns pair within a few lines)
+
+
+class _Bad(Exception):
+    """A line that is a call but cannot be read: skipped and counted."""
+
+
+def _count(d: dict[str, Any], name: str) -> int | None:
+    v = d.get(name)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ValueError(f"bad {name} {v!r}")
+    return v
+
+
+def tokens_from_counts(p: int | None, c: int | None, t: int | None, k: int | None,
+                       total: int | None) -> tuple[int | None, int | None, int | None, int | None, str | None]:
+    """(prompt, candidates, thoughts, cached, total) -> (input, output, cache_read, reasoning, note).
+
+    The rules are in the package docstring. A call that reports only a total (the backend sent only
+    ``total_tokens``; the writer may still estimate thoughts from the text) has nothing else
+    reliable: input/output/reasoning are None, so it is counted but never priced.
+    """
+    if max(p or 0, c or 0, t or 0, k or 0, total or 0) > MAX_TOKENS:
+        raise ValueError("token count over 10^12")
+    if not p and not c and total:
+        return None, None, None, None, "only a total was reported: unpriced"
+    note = None
+    inp = p
+    if k is not None and p is not None and k > p:
+        inp = p + k  # exclusive form: cached was reported beside the prompt, not inside it
+        note = "cached>prompt: read as exclusive (input = prompt + cached)"
+    out = c
+    reasoning = t
+    if t:
+        if c is None:
+            out = t
+        else:
+            pp = p or 0
+            ii = inp or 0
+            if total is not None and (total == pp + c or total == ii + c):
+                if t > c:  # the writer's own total leaves no room: the thoughts figure is an estimate
+                    reasoning = None
+                    note = "thoughts exceed what totalTokenCount allows: reasoning unknown"
+            elif total is not None and (total == pp + c + t or total == ii + c + t):
+                out = c + t
+            elif t <= c:
+                note = "totalTokenCount fits neither rule: thoughts read as inside candidates"
+            else:
+                out = c + t
+                note = "thoughts exceed candidates: read as extra"
+    return inp, out, k, reasoning, note
+
+
+def usage_to_tokens(um: dict[str, Any]) -> tuple[dict[str, int | None], str | None]:
+    """Map a ``usageMetadata`` dict to inclusive record fields, plus a note when a rule was guessed.
+
+    Raises ValueError when a count is not a non-negative integer.
+    """
+    p, c, t, k, total = (_count(um, n) for n in ("promptTokenCount", "candidatesTokenCount",
+                                                 "thoughtsTokenCount", "cachedContentTokenCount",
+                                                 "totalTokenCount"))
+    inp, out, cached, reasoning, note = tokens_from_counts(p, c, t, k, total)
+    return ({"input_tokens": inp, "output_tokens": out, "cache_read_tokens": cached,
+             "reasoning_tokens": reasoning, "total_tokens": total}, note)
+
+
+def unrecognised_usage(obj: Any, depth: int = 0) -> bool:
+    """True when a parsed line carries positive token counts under keys no reader here knows."""
+    if depth > 6:
+        return False
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0 \
+                    and isinstance(key, str) and _TOKEN_KEY.search(key):
+                return True
+            if isinstance(value, dict | list) and unrecognised_usage(value, depth + 1):
+                return True
+    elif isinstance(obj, list):
+        return any(unrecognised_usage(v, depth + 1) for v in obj[:50])
+    return False
+
+
+class ChatParser:
+    """Parses one chat file into rows (runs in a worker process on big cold reads).
+
+    State kept with the file offset: recent events for pairing, client versions seen, and the
+    first unrecognised-usage position.
+    """
+
+    def __init__(self, path: str, start: int, state: dict[str, Any] | None, opts: Any = None) -> None:
+        self.locator = LineLocator(path)
+        self.skips: list[tuple[str, str]] = []
+        self.unrecognised: list[str] = []
+        # fallback project when a line has no cwd: the sanitised project folder name
+        d = os.path.dirname(path)
+        if os.path.basename(d) == "archive":
+            d = os.path.dirname(d)
+        self.project_dir = os.path.basename(os.path.dirname(d)) or None
+        st = state or {}
+        # recent events: uuid -> (signature, key); signature = (prompt, candidates, total)
+        self.recent: dict[str, tuple[tuple[int | None, ...], str]] = {
+            u: (tuple(sig), key) for u, sig, key in st.get("recent", [])}
+        self.order: deque[str] = deque(self.recent)
+        self.versions: set[str] = set(st.get("versions", []))
+        # sessions whose chat file exists: a /branch copy of their lines is not a call of its own
+        self.sessions: frozenset[str] = getattr(opts, "chat_sessions", frozenset())
+        self._ver_key = b""
+        self._cwd_key = b""
+        self._cwd_val: str | None = None
+
+    def state(self) -> dict[str, Any] | None:
+        out: dict[str, Any] = {}
+        if self.recent:
+            out["recent"] = [[u, list(sig), key] for u, (sig, key) in self.recent.items()]
+        if self.versions:
+            out["versions"] = sorted(self.versions)
+        return out or None
+
+    def _skip(self, offset: int, reason: str) -> None:
+        self.skips.append((self.locator.where(offset), reason))
+
+    # -- pairing -------------------------------------------------------------------------------
+    def _remember(self, uuid: str, sig: tuple[int | None, ...], key: str) -> None:
+        if uuid in self.recent:
+            return
+        self.recent[uuid] = (sig, key)
+        self.order.append(uuid)
+        while len(self.order) > RECENT:
+            self.recent.pop(self.order.popleft(), None)
+
+    def _consume(self, uuid: str) -> bool:
+        if uuid not in self.recent:
+            return False
+        del self.recent[uuid]
+        self.order.remove(uuid)
+        return True
+
+    def _paired(self, parent: str | None, sig: tuple[int | None, ...]) -> bool:
+        """Is this assistant line the same call as a recent event? (consumes the event)"""
+        hit = self.recent.get(parent) if parent else None
+        if hit is None or hit[0] != sig:
+            parent = next((u for u in reversed(self.order) if self.recent[u][0] == sig), None)
+            if parent is None:
+                return False
+        del self.recent[parent]
+        self.order.remove(parent)
+        return True
+
+    # -- reading -------------------------------------------------------------------------------
+    def block(self, buf: bytes, end: int, base: int) -> list[Row]:
+        rows: list[Row] = []
+        find = buf.find
+        # Two scans find every line with a token-count key: ``...Count":`` (usageMetadata, events)
+        # and ``...okens":`` (other shapes); the line itself then says what it is.
+        n1 = find(SCAN_A, 0, end)
+        n2 = find(SCAN_B, 0, end)
+        has_nul = find(b"\x00", 0, end) != -1
+        p = 0
+        while p < end:
+            e = find(b"\n", p, end)
+            if (n1 != -1 and n1 < e) or (n2 != -1 and n2 < e):
+                if not has_nul or find(b"\x00", p, e) == -1:
+                    row = self._usage_line(buf, p, e, base)
+                    if row is not None:
+                        rows.append(row)
+                else:
+                    self._skip(base + p, "NUL bytes")
+                if n1 != -1 and n1 < e:
+                    n1 = find(SCAN_A, e, end)
+                if n2 != -1 and n2 < e:
+                    n2 = find(SCAN_B, e, end)
+            elif e > p and (buf[p] != 123 or buf[e - 1] != 125 or (has_nul and find(b"\x00", p, e) != -1)):
+                self._check_other(buf[p:e], base + p)  # not "{...}": is it JSON at all?
+            p = e + 1
+        return rows
+
+    def tail(self, data: bytes, base: int) -> list[Row]:
+        # An unterminated last line is counted only if it is complete JSON; never skipped as bad.
+        # Pairing state is left alone: the line is read again, completed, next run.
+        try:
+            obj = json.loads(data)
+        except _BAD_JSON:
+            return []
+        if not isinstance(obj, dict):
+            return []
+        saved = (dict(self.recent), deque(self.order))
+        try:
+            row = self._from_obj(obj, base)
+        finally:
+            self.recent, self.order = saved
+        return [row] if row is not None else []
+
+    # -- internals ---------------------------------------------------------------------------
+    def _check_other(self, line: bytes, offset: int, usage: bool = False) -> Row | None:
+        """A line without the usual markers: valid JSON? With token counts, in a shape we know?"""
+        s = line.strip()
+        if not s:
+            return None
+        if b"\x00" in s:
+            self._skip(offset, "NUL bytes")
+            return None
+        try:
+            obj = json.loads(s)
+        except UnicodeDecodeError:
+            self._skip(offset, "not UTF-8")
+            return None
+        except _BAD_JSON:
+            self._skip(offset, "corrupt JSON")
+            return None
+        if not isinstance(obj, dict):
+            self._skip(offset, "not a JSON object")
+        elif usage:
+            return self._from_obj(obj, offset)  # e.g. written with spaces after the colons
+        return None
+
+    def _check_unrecognised(self, obj: dict[str, Any], offset: int) -> None:
+        if obj.get("type") in NOT_CALLS:
+            return  # e.g. the agent tool's result sums its subagent's run: not a call
+        if unrecognised_usage(obj) and len(self.unrecognised) < 3:
+            self.unrecognised.append(self.locator.where(offset))
+
+    def _usage_line(self, buf: bytes, s: int, e: int, base: int) -> Row | None:
+        """A line with a token-count key: an assistant line, an event, or something else."""
+        m = _HEAD.match(buf, s, e)
+        if m is not None:
+            typ = m[5]
+            if typ == b"assistant":
+                parent = m[2]
+                if parent is not None and self.recent and buf[e - 1] == 125 \
+                        and buf.rfind(b',"usageMetadata":{', m.end(), e) != -1 \
+                        and self._consume(parent.decode("ascii", "replace")):
+                    # the assistant line right after its event: that event counted the call (a torn
+                    # copy of the line never ends in "}" after its usage, so it cannot take the pairing)
+                    return None
+                fm = _HEAD_FULL.match(buf, s, e)
+                if fm is not None:
+                    row = self._fast_assistant(buf, s, e, fm, base)
+                    if row is not None:
+                        return row or None  # False: bad line or not counted
+            elif typ == b"system":
+                q = buf.find(MARK_T_FULL, m.end(), e)
+                if q != -1:
+                    row = self._fast_event(buf, s, e, m, q, base)
+                    if row is not None:
+                        return row or None
+                elif buf.find(MARK_T, m.end(), e) == -1 and _GENERIC.search(buf, s, e) is None \
+                        and buf.find(b'{"uuid":"', s + 1, e) == -1:
+                    return None  # e.g. an attribution snapshot's promptCount: not token counts
+            elif typ in _NOT_CALLS_B and buf.find(b'{"uuid":"', s + 1, e) == -1:
+                # never a call (a user line; the agent tool's result sums its subagent's run), unless
+                # a crash glued a partial line to a complete one: then json.loads sorts it out
+                return None
+        try:
+            obj = json.loads(buf[s:e])
+        except UnicodeDecodeError:
+            self._skip(base + s, "not UTF-8")
+            return None
+        except _BAD_JSON:
+            k = buf.rfind(b'{"uuid":"', s + 1, e)
+            if k != -1:  # a partial line (crash, disk full) followed by a complete record
+                self._skip(base + s, "corrupt JSON (partial line glued to the next record)")
+                return self._usage_line(buf, k, e, base)
+            self._skip(base + s, "corrupt JSON")
+            return None
+        if not isinstance(obj, dict):
+            self._skip(base + s, "not a JSON object")
+            return None
+        return self._from_obj(obj, base + s)
+
+    def _version(self, buf: bytes, s: int, stop: int) -> None:
+        if self._ver_key and buf.find(self._ver_key, s, stop) != -1:
+            return  # the version of the line before: the usual case
+        vm = _HEAD_VERSION.search(buf, s, stop)
+        if vm is not None:
+            self._ver_key = vm[0]
+            if len(self.versions) < 32:
+                self.versions.add(vm[1].decode("ascii", "replace"))
+
+    def _fast_assistant(self, buf: bytes, s: int, e: int, m: re.Match[bytes], base: int) -> Row | None | bool:
+        """The usual assistant shape, without parsing the message; None = let json.loads decide."""
+        mpos = m.end()
+        if buf.find(b"\\", s, mpos) != -1:
+            return None  # escapes in the short fields: json.loads unescapes them
+        u = buf.rfind(b',"usageMetadata":{', mpos, e)
+        if u == -1:
+            return None
+        if buf[u - 1] == 125:  # "}," : usage right after the message, the model among the short fields
+            hm = _HEAD_MODEL.search(buf, s, mpos)
+            tm = _UTAIL_STD.fullmatch(buf, u - 1, e) or _UTAIL.fullmatch(buf, u - 1, e)
+            if hm is None or tm is None:
+                return None
+            model_b, usage = hm[1], tm.groups()
+        else:  # the model between the message and the usage
+            t = buf.rfind(b'},"model":"', mpos, u)
+            tm = (_TAIL_STD.fullmatch(buf, t, e) or _TAIL.fullmatch(buf, t, e)) if t != -1 else None
+            if tm is None:
+                return None
+            model_b, usage = tm[1], tm.groups()[1:]
+        if b"\\" in model_b:
+            return None
+        if buf.find(b'"agentName":', s, mpos) != -1 or buf.find(b'"agentName":', u, e) != -1 \
+                or buf.find(b'"forkedFrom":', u, e) != -1 or buf.find(b'"forkedFrom":', s, mpos) != -1:
+            return None  # a sidechain line or a /branch copy: the json path reads agent and source
+        self._version(buf, s, mpos)
+        try:
+            if len(usage) == 5:  # the usual key order inside usageMetadata
+                p_b, c_b, th, total_b, k_b = usage
+                sig = (int(p_b), int(c_b), int(total_b))
+                um: dict[str, Any] = {"promptTokenCount": sig[0], "candidatesTokenCount": sig[1],
+                                      "totalTokenCount": sig[2], "cachedContentTokenCount": int(k_b)}
+                if th is not None:
+                    um["thoughtsTokenCount"] = int(th)
+            else:
+                um = json.loads(usage[0])
+                if not isinstance(um, dict):
+                    return None
+            uuid, parent, session, ts_b, cwd = m.group(1, 2, 3, 4, 5)
+            if cwd is None:
+                cm = _HEAD_CWD.search(buf, s, mpos)
+                cwd = cm[1] if cm is not None else None
+            row = self._assistant(uuid.decode(), parent.decode() if parent else None, session.decode(),
+                                  ts_b.decode(), model_b.decode(), cwd.decode() if cwd else None, None,
+                                  um, base + s)
+            return row if row is not None else False  # False: handled, not a call of its own
+        except UnicodeDecodeError:
+            self._skip(base + s, "not UTF-8")
+        except ValueError as err:
+            self._skip(base + s, str(err))
+        return False
+
+    def _fast_event(self, buf: bytes, s: int, e: int, m: re.Match[bytes], q: int, base: int) -> Row | None | bool:
+        """A ui_telemetry api_response line, by regex or by key; None = let json.loads decide."""
+        if buf.find(b"\\", s, m.end()) != -1 or buf[e - 1] not in b"} \t\r":
+            return None
+        sm = _EV_STD.match(buf, q, e)
+        try:
+            uuid_b, _parent, session_b, line_ts = m.group(1, 2, 3, 4)
+            self._version(buf, s, q)
+            if sm is None:  # another key order: find each field by key
+                vals = self._event_fields(buf, q, e)
+                if vals is None:
+                    return None
+                ev = {k: (int(v) if k in _EV_INT else v.decode()) for k, v in vals.items()}
+                row = self._event(uuid_b.decode(), session_b.decode(), line_ts.decode(),
+                                  self._cwd(buf, s, q), ev, base + s)
+                return row if row is not None else False
+            # the real client's key order: one regex, then the agent near the end of the line
+            ts_b, rid_b, model_b, status_b, p_b, c_b, k_b, t_b, total_b = sm.groups()
+            if not 200 <= int(status_b) < 300:
+                return False  # an error response: not usage
+            pid = buf.rfind(b',"prompt_id":"', sm.end(), e)
+            a = buf.find(_AGENT_KEY, pid if pid != -1 else sm.end(), e)
+            agent = MAIN
+            if a != -1:
+                a += len(_AGENT_KEY)
+                j = buf.find(b'"', a, e)
+                if j == -1 or buf.find(b"\\", a, j) != -1:
+                    return None
+                agent = buf[a:j].decode() or MAIN
+            p, c, total = int(p_b), int(c_b), int(total_b)
+            inp, out, cached, reasoning, note = tokens_from_counts(p, c, int(t_b), int(k_b), total)
+            start = _parse_ts(ts_b.decode())
+            uuid = uuid_b.decode()
+            key = "r:" + rid_b.decode() if rid_b else "t:" + uuid
+            self._remember(uuid, (p, c, total), key)
+            return (key, start, model_b.decode() or None, self._cwd(buf, s, q) or self.project_dir,
+                    session_b.decode() or None, inp, out, cached, reasoning, total, note, agent)
+        except UnicodeDecodeError:
+            self._skip(base + s, "not UTF-8")
+        except ValueError as err:
+            self._skip(base + s, str(err))
+        return False
+
+    def _cwd(self, buf: bytes, s: int, stop: int) -> str | None:
+        """The line's cwd (lines of one file nearly always share it: a find, not a regex, then)."""
+        if self._cwd_key and buf.find(self._cwd_key, s, stop) != -1:
+            return self._cwd_val
+        cm = _HEAD_CWD.search(buf, s, stop)
+        if cm is None:
+            return None
+        self._cwd_key, self._cwd_val = cm[0] + b",", cm[1].decode()
+        return self._cwd_val
+
+    @staticmethod
+    def _event_fields(buf: bytes, q: int, e: int) -> dict[str, Any] | None:
+        """Event fields found by key, in any order; None = let json.loads decide."""
+        vals: dict[str, Any] = {}
+        for name, key in _EV_STR.items():
+            i = buf.find(key, q, e)
+            if i == -1:
+                continue
+            i += len(key)
+            j = buf.find(b'"', i, e)
+            if j == -1 or buf.find(b"\\", i, j) != -1:
+                return None
+            vals[name] = buf[i:j]
+        for name, key in _EV_INT.items():
+            i = buf.find(key, q, e)
+            if i == -1:
+                continue
+            im = _INT.match(buf, i + len(key), e)
+            if im is None:
+                return None  # null, a float, a negative number: the json path decides
+            vals[name] = int(im[1])
+        return vals
+
+    def _from_obj(self, obj: dict[str, Any], offset: int) -> Row | None:
+        typ = obj.get("type")
+        ver = obj.get("version")
+        if isinstance(ver, str) and ver and len(self.versions) < 32:
+            self.versions.add(ver[:40])
+        if typ == "assistant" and isinstance(obj.get("usageMetadata"), dict):
+            uuid, ts = obj.get("uuid"), obj.get("timestamp")
+            if not isinstance(uuid, str) or not uuid or not isinstance(ts, str):
+                self._skip(offset, "assistant line without uuid or timestamp")
+                return None
+            parent = obj.get("parentUuid")
+            agent = obj.get("agentName")
+            fork = obj.get("forkedFrom")
+            try:
+                return self._assistant(uuid, parent if isinstance(parent, str) else None,
+                                       _str(obj.get("sessionId")), ts, _str(obj.get("model")),
+                                       _str(obj.get("cwd")), _str(agent), obj["usageMetadata"], offset,
+                                       _str(fork.get("sessionId")) if isinstance(fork, dict) else None)
+            except ValueError as err:
+                self._skip(offset, str(err))
+                return None
+        payload = obj.get("systemPayload")
+        ev = payload.get("uiEvent") if isinstance(payload, dict) else None
+        if typ == "system" and isinstance(ev, dict) and ev.get("event.name") == "qwen-code.api_response":
+            uuid = obj.get("uuid")
+            if not isinstance(uuid, str) or not uuid:
+                self._skip(offset, "telemetry line without uuid")
+                return None
+            try:
+                return self._event(uuid, _str(obj.get("sessionId")), _str(obj.get("timestamp")),
+                                   _str(obj.get("cwd")), ev, offset)
+            except ValueError as err:
+                self._skip(offset, str(err))
+                return None
+        self._check_unrecognised(obj, offset)
+        return None
+
+    def _event(self, uuid: str, session: str | None, ts: str | None, cwd: str | None,
+               ev: dict[str, Any], offset: int) -> Row | None:
+        status = ev.get("status_code")
+        if status is not None and (not isinstance(status, int) or not 200 <= status < 300):
+            return None  # an error response: not usage
+        when = ev.get("event.timestamp") or ts
+        if not isinstance(when, str):
+            raise ValueError("telemetry event without a timestamp")
+        start = _parse_ts(when)
+        p, c, t, k, total = (_count(ev, n) for n in ("input_token_count", "output_token_count",
+                                                     "thoughts_token_count", "cached_content_token_count",
+                                                     "total_token_count"))
+        if p is None and c is None and total is None:  # renamed fields: never a silent zero
+            if len(self.unrecognised) < 3:
+                self.unrecognised.append(self.locator.where(offset))
+            return None
+        inp, out, cached, reasoning, note = tokens_from_counts(p, c, t, k, total)
+        rid = ev.get("response_id")
+        key = f"r:{rid}" if isinstance(rid, str) and rid else f"t:{uuid}"
+        agent = ev.get("subagent_name")
+        self._remember(uuid, (p or 0, c or 0, total or 0), key)
+        return (key, start, _str(ev.get("model")), cwd or self.project_dir, session or None,
+                inp, out, cached, reasoning, total, note,
+                agent if isinstance(agent, str) and agent else MAIN)
+
+    def _assistant(self, uuid: str, parent: str | None, session: str | None, ts: str, model: str | None,
+                   cwd: str | None, agent: str | None, um: dict[str, Any], offset: int,
+                   forked_from: str | None = None) -> Row | None:
+        tokens, note = usage_to_tokens(um)
+        start = _parse_ts(ts)
+        sig = (_count(um, "promptTokenCount") or 0, _count(um, "candidatesTokenCount") or 0,
+               _count(um, "totalTokenCount") or 0)
+        if self._paired(parent, sig):
+            return None  # its api_response event already counted this call
+        if forked_from is not None and forked_from in self.sessions:
+            return None  # a /branch copy: the source session's file counts this call
+        return (uuid, start, model or None, cwd or self.project_dir, session or None,
+                tokens["input_tokens"], tokens["output_tokens"], tokens["cache_read_tokens"],
+                tokens["reasoning_tokens"], tokens["total_tokens"], note, agent or MAIN)
+
+
+def _str(v: Any) -> str | None:
+    return v if isinstance(v, str) and v else None
+
+
+def _parse_ts(ts: str) -> Any:
+    try:
+        return parse_timestamp(ts)
+    except ValueError:
+        raise ValueError(f"bad timestamp {ts[:40]!r}") from None
