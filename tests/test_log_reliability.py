@@ -142,6 +142,33 @@ def test_expand_paths_names_what_it_cannot_read(tmp_path: Path, monkeypatch: pyt
         tail.check_readable(got)
 
 
+def qwen_line(uuid: str, session: str, prompt: int) -> str:
+    return json.dumps({"uuid": uuid, "parentUuid": None, "sessionId": session, "timestamp": "2026-03-03T10:00:00Z",
+                       "type": "assistant", "cwd": "/w", "model": "qwen-max",
+                       "message": {"role": "model", "parts": [{"text": "x"}]},
+                       "usageMetadata": {"promptTokenCount": prompt, "candidatesTokenCount": 1,
+                                         "totalTokenCount": prompt + 1, "cachedContentTokenCount": 0}})
+
+
+def test_qwen_code_reports_a_project_it_cannot_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tokenmeter_plugins.dashscope_log import QwenCodeSource
+
+    root = tmp_path / "q"
+    for project, uuid, prompt in (("-a", "u1", 10), ("-b", "u2", 20)):
+        chats = root / "projects" / project / "chats"
+        chats.mkdir(parents=True)
+        (chats / f"s{prompt}.jsonl").write_text(qwen_line(uuid, f"s{prompt}", prompt) + "\n")
+    deny(monkeypatch, root / "projects" / "-b" / "chats")
+    settings = {"roots": [str(root)]}
+    src = QwenCodeSource(QwenCodeSource.Settings(**settings), fake_context("qwen-code"))
+    with pytest.raises(tail.SourceDataError, match="cannot read .*/projects/-b/chats: permission denied"):
+        src.available()
+    with Store.open(tmp_path / "t.db") as store:
+        r = run(store, settings, QwenCodeSource)
+        assert r.status == "error" and f"cannot read {root / 'projects' / '-b' / 'chats'}" in r.message
+        assert [x["input_tokens"] for x in store.usage_rows(source="qwen-code")] == [10]
+
+
 def _cli(home: Path, *args: str) -> Result:
     from tokenmeter.cli import cli
 

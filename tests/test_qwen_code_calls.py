@@ -265,14 +265,15 @@ def test_a_call_with_only_a_total_is_counted_never_priced(tmp_path: Path) -> Non
     chat(tmp_path, [event("t1", "chatcmpl-1", 0, 0, thoughts=120, total=900),
                     assistant("a1", "t1", 0, 0, thoughts=120, total=900)])
     [r] = run(tmp_path).records
-    assert (r.requests, r.input_tokens, r.output_tokens, r.reasoning_tokens, r.total_tokens) == (1, None, None, None, 900)
+    assert (r.requests, r.input_tokens, r.output_tokens, r.reasoning_tokens, r.total_tokens) == (
+        1, None, None, None, 900)
     assert r.details == {"note": "only a total was reported: unpriced"}
 
 
 def test_output_never_exceeds_what_the_writers_total_allows() -> None:
     # thoughts (an estimate) larger than candidates while total = prompt + candidates: output stays 50
-    assert tokens_from_counts(1000, 50, 80, 0, 1050) == (1000, 50, 0, None,
-                                                         "thoughts exceed what totalTokenCount allows: reasoning unknown")
+    note = "thoughts exceed what totalTokenCount allows: reasoning unknown"
+    assert tokens_from_counts(1000, 50, 80, 0, 1050) == (1000, 50, 0, None, note)
     # thoughts reported beside candidates (total includes them): output = candidates + thoughts
     assert tokens_from_counts(1000, 50, 80, 0, 1130)[:4] == (1000, 130, 0, 80)
 
@@ -347,3 +348,14 @@ def test_cli_fetch_summary_sources_and_by_agent(tmp_path: Path, tokenmeter_env: 
     csv_out = run("--all", "--by", "agent", "--csv").stdout.splitlines()
     assert csv_out[0].startswith("agent,") and any(line.startswith("managed-auto-memory-extractor,1,2000,80")
                                                    for line in csv_out)
+
+
+def test_a_missing_root_named_on_the_command_line_is_an_error(tmp_path: Path, tokenmeter_env: Path) -> None:
+    from test_e2e_cli import Cli, write_config
+
+    write_config(tokenmeter_env, f'[sources.qwen-code]\nroots = ["{tmp_path}/nowhere"]\n')
+    run = Cli(tokenmeter_env, {})
+    result = run("fetch", "qwen-code", "-f", "table")
+    assert result.exit_code == 6
+    assert f"no Qwen Code folder at {tmp_path}/nowhere: set roots in [sources.qwen-code]" in result.stderr
+    assert run("fetch", "-f", "table").exit_code == 0  # not named: skipped, with the reason

@@ -15,8 +15,9 @@ files kept from one such run (tests/fixtures/qwen_code_real, no Node needed).
 The clients are installed by ``bash tools/install_qwen_code.sh`` (tools/test.sh calls it) into
 ``$TOKENMETER_CONFORMANCE_CACHE`` (default ``~/.cache/tokenmeter-conformance``); without them the
 conformance test skips, and fails under ``CI=true``. No network: the client gets a settings.json without
-auto update (0.15.x also without usage statistics), and a ``node -r`` preload that refuses (and logs)
-every non-loopback TCP connection; the test fails if anything was attempted.
+auto update (0.15.x also without usage statistics), and a preload (NODE_OPTIONS=--require, so child
+node processes too) that refuses and logs every non-loopback TCP connection and DNS lookup; the test fails
+if a host other than the usage-statistics endpoint (which 0.24.x tries, see SETTINGS) was attempted.
 About 15-30 s per version on 2 cores; leave it out with
 ``--deselect tests/test_qwen_code_conformance.py::test_qwen_code_conformance``.
 """
@@ -46,25 +47,37 @@ FAKE_KEY = "placeholder-not-a-real-key"
 SUBAGENT = "general-purpose"
 # server kind -> tokenmeter agent; a side query (next-speaker check) is logged like a main call
 AGENT_OF = {"main": "main", "side": "main", "subagent": SUBAGENT, "background": "managed-auto-memory-extractor"}
-# 0.15.10 sends usage statistics to rum.aliyuncs.com unless told not to. 0.24.x writes its per-call usage
-# ledger (usage/token-usage-*.jsonl) only while usage statistics are on, so there they stay on (it made
-# no outside connection in our runs; the net guard below would refuse it and the test would fail).
+# Both versions send usage statistics to rum.aliyuncs.com unless told not to. 0.24.x writes its per-call
+# usage ledger (usage/token-usage-*.jsonl) only while usage statistics are on, so there they stay on and
+# the net guard below refuses those connections (before any DNS lookup); any other host fails the test.
+TELEMETRY_HOSTS = {"gb4w8c3ygj-default-sea.rum.aliyuncs.com"}
 SETTINGS = {"0.24.4": {"general": {"enableAutoUpdate": False}},
             "0.15.10": {"privacy": {"usageStatisticsEnabled": False}, "general": {"enableAutoUpdate": False}}}
 CHECK_AGENT = True  # the per-agent split (UsageRecord.agent, report --by agent); False to check models only
 NET_GUARD = r"""
-"use strict";  // node -r: refuse every TCP connection that is not to loopback, and log the host
-const net = require("net"), fs = require("fs"), connect = net.Socket.prototype.connect;
+"use strict";  // NODE_OPTIONS=--require: refuse TCP connections and DNS lookups that are not loopback; log them
+const net = require("net"), dns = require("dns"), fs = require("fs");
+const log = (line) => fs.appendFileSync(process.env.TM_NET_LOG, line + "\n");
+const local = (host) => /^(127\.|::1$|\[::1\]$|localhost$)/.test(String(host));
+const refuse = (host, code) => Object.assign(new Error(`conformance test: no network (${host})`), { code });
+log(`loaded ${process.pid}`);
+const connect = net.Socket.prototype.connect;
 net.Socket.prototype.connect = function (...args) {
   const o = Array.isArray(args[0]) ? args[0][0] : args[0];
   if (o && typeof o === "object" && o.path) return connect.apply(this, args);
-  const host = String(o && typeof o === "object" ? (o.host ?? "localhost")
-                                                  : (typeof args[1] === "string" ? args[1] : "localhost"));
-  if (/^(127\.|::1$|\[::1\]$|localhost$)/.test(host)) return connect.apply(this, args);
-  fs.appendFileSync(process.env.TM_NET_LOG, host + "\n");
-  const err = Object.assign(new Error("conformance test: no network (" + host + ")"), { code: "ECONNREFUSED" });
-  process.nextTick(() => this.destroy(err));
+  const host = o && typeof o === "object" ? (o.host ?? "localhost")
+                                           : (typeof args[1] === "string" ? args[1] : "localhost");
+  if (local(host)) return connect.apply(this, args);
+  log(`refused ${host}`);
+  process.nextTick(() => this.destroy(refuse(host, "ECONNREFUSED")));
   return this;
+};
+const lookup = dns.lookup;
+dns.lookup = function (host, ...rest) {
+  if (local(host)) return lookup.call(this, host, ...rest);
+  log(`refused ${host}`);
+  process.nextTick(() => rest[rest.length - 1](refuse(host, "ENOTFOUND")));
+  return {};
 };
 """
 
@@ -129,6 +142,11 @@ class Session:
         self.net_log = tmp / "net.log"
         self.runs: list[Run] = []
 
+    def net_events(self, what: str) -> list[str]:
+        """What the net guard logged: "loaded" (pids) or "refused" (hosts)."""
+        text = self.net_log.read_text() if self.net_log.exists() else ""
+        return [line.split(" ", 1)[1] for line in text.splitlines() if line.startswith(what + " ")]
+
     def project(self, name: str) -> Path:
         p = self.tmp / "work" / name
         p.mkdir(parents=True, exist_ok=True)
@@ -138,14 +156,17 @@ class Session:
     def run(self, label: str, project: Path, model: str, prompt: str, *extra: str,
             env: dict[str, str] | None = None) -> Run:
         before = len(self.server.calls)
-        cmd = [self.node, "-r", str(self.guard), str(self.entry), "--auth-type", "openai",
+        loaded = self.net_events("loaded")
+        cmd = [self.node, str(self.entry), "--auth-type", "openai",
                "--openai-base-url", self.server.base_url, "--openai-api-key", FAKE_KEY, "-m", model,
                "--approval-mode", "yolo", *extra, prompt]
         full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home),
                     "QWEN_HOME": str(self.qwen_home), "TERM": "dumb", "NO_COLOR": "1", "LANG": "C.UTF-8",
-                    "QWEN_CODE_SUPPRESS_YOLO_WARNING": "1", "TM_NET_LOG": str(self.net_log), **(env or {})}
+                    "QWEN_CODE_SUPPRESS_YOLO_WARNING": "1", "TM_NET_LOG": str(self.net_log),
+                    "NODE_OPTIONS": f"--require={self.guard}", **(env or {})}  # child node processes too
         r = subprocess.run(cmd, cwd=project, env=full_env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
         assert r.returncode == 0, f"{label}: qwen exited {r.returncode}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
+        assert len(self.net_events("loaded")) > len(loaded), "the net guard was loaded"
         run = Run(label, project, model, list(self.server.calls[before:]), r.stdout)
         assert run.calls, f"{label}: the client made no API call"
         self.runs.append(run)
@@ -256,7 +277,7 @@ def check_client_facts(s: Session, roots: list[Path]) -> None:
         u, c = calls[rid].usage, calls[rid]
         assert (ev["input_token_count"], ev["output_token_count"]) == (u["prompt_tokens"], u["completion_tokens"])
         assert ev.get("subagent_name") == (None if AGENT_OF[c.kind] == "main" else AGENT_OF[c.kind]), ev
-    assert not s.net_log.exists(), f"the client tried the network: {s.net_log.read_text()}"
+    assert set(s.net_events("refused")) <= TELEMETRY_HOSTS, f"the client tried the network: {s.net_events('refused')}"
     for path in s.tmp.rglob("*"):
         if path.is_file() and path.suffix in (".json", ".jsonl"):
             assert FAKE_KEY not in path.read_text(errors="replace"), f"API key written to {path}"

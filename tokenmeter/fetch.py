@@ -33,7 +33,7 @@ from .store import Store, is_busy, is_full, is_read_only, iso
 
 try:
     import fcntl
-except ImportError:  # pragma: no cover - not on Windows: fetches are not serialised there
+except ImportError:  # pragma: no cover - Windows has no fcntl: fetches run unlocked there
     fcntl = None  # type: ignore[assignment]
 
 __all__ = ["LOCK_WAIT", "SourceResult", "exit_code_for", "make_pricer", "run_fetch", "run_one", "select_sources",
@@ -256,7 +256,8 @@ def _run_one(
 
 def _unstored(exc: BaseException, store: Store, sid: str, lost: int) -> StoreError:
     """The one line for a fetch the database cannot take (disk full, read-only file)."""
-    what = f"{lost} record{'s' if lost != 1 else ''} read from {sid} in this run were not stored"
+    what = (f"{lost} record{'s' if lost != 1 else ''} read from {sid} in this run were not stored" if lost
+            else f"nothing more from {sid} could be stored")
     if is_full(exc):
         return StoreError(f"database {store.path}: the disk is full: {what}; the data stored before is "
                           "intact; free some space and run `tokenmeter fetch` again", reason="full")

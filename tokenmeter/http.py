@@ -181,7 +181,7 @@ class DeadlineClient(httpx.Client):
     def __init__(self, *args: Any, deadline: float | None = DEFAULT_DEADLINE, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.deadline = deadline
-        for transport in [self._transport, *self._mounts.values()]:
+        for transport in [self._transport, *getattr(self, "_mounts", {}).values()]:
             _bound_socket_reads(transport)
 
     def send(self, request: httpx.Request, *, stream: bool = False, **kwargs: Any) -> httpx.Response:

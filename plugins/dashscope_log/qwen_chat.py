@@ -93,6 +93,7 @@ _EV_STD_NAMES = ("event.timestamp", "response_id", "model", "status_code", "inpu
                  "total_token_count")
 _AGENT_KEY = b'"subagent_name":"'
 RECENT = 64  # events remembered per file for pairing (main turns pair within a few lines)
+KEEP = 4  # of them, kept in the cursor between runs
 
 
 class _Bad(Exception):
@@ -207,7 +208,9 @@ class ChatParser:
     def state(self) -> dict[str, Any] | None:
         out: dict[str, Any] = {}
         if self.recent:
-            out["recent"] = [[u, list(sig), key] for u, (sig, key) in self.recent.items()]
+            # only the newest events can still meet their assistant line in a later run (it follows
+            # within milliseconds): a small state keeps the cursor of thousands of files small
+            out["recent"] = [[u, list(sig), key] for u, (sig, key) in list(self.recent.items())[-KEEP:]]
         if self.versions:
             out["versions"] = sorted(self.versions)
         return out or None

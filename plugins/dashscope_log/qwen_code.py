@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tokenmeter import Cursor, Source, UsageRecord, Window
+from tokenmeter import Cursor, Source, SourceDataError, UsageRecord, Window
 
 from .qwen_chat import GENERIC_MARKS, MAIN, ChatParser, Row, tokens_from_counts, unrecognised_usage, usage_to_tokens
 from .tail import LineLocator, check_readable, expand_paths, ingest
@@ -294,6 +294,9 @@ class QwenCodeSource(Source):
     def fetch(self, window: Window, cursor: Any) -> Iterator[UsageRecord | Cursor]:
         account = self.ctx.machine_id
         chats, ledgers, transcripts, roots = self._layout()
+        if not roots:  # named on the command line (else skipped as not available): say why
+            raise SourceDataError(f"no Qwen Code folder at {', '.join(self.settings.roots)}: set roots in "
+                                  "[sources.qwen-code] to where Qwen Code writes (see `tokenmeter sources`)")
         sessions = frozenset(os.path.basename(p)[:-6] for p in chats if not p.endswith(".ledger.jsonl"))
         months = {(_month(p), os.path.dirname(os.path.dirname(p))) for p in ledgers}
         orphans = [p for p in transcripts if self._orphan_transcript(p, sessions, months)]

@@ -268,11 +268,12 @@ class Store:
     @contextlib.contextmanager
     def busy_timeout(self, seconds: float) -> Iterator[None]:
         """Wait at most ``seconds`` for another writer inside the block (then "database is locked")."""
-        self.conn.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+        (before,) = self.conn.execute("PRAGMA busy_timeout").fetchone()
+        self.conn.execute(f"PRAGMA busy_timeout = {int(min(seconds * 1000, before))}")
         try:
             yield
         finally:
-            self.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+            self.conn.execute(f"PRAGMA busy_timeout = {int(before)}")
 
     def close(self) -> None:
         self.conn.close()
@@ -399,35 +400,43 @@ class Store:
 
     # -- rollup ----------------------------------------------------------------------------
     def refresh_rollup(self) -> int:
-        """Recompute the 15-minute rollup for buckets changed since the last report; returns how many."""
+        """Recompute the 15-minute rollup for buckets changed since the last report; returns how many.
+
+        When the file cannot take the write (read-only, disk full), the stale buckets are recomputed
+        in memory for this connection instead.
+        """
+        self._drop_temp_rollup()
         if not self.conn.execute("SELECT 1 FROM rollup_dirty LIMIT 1").fetchone():
             return 0
-        if self.read_only:
-            return self._refresh_rollup_in_memory()
-        try:
-            with _tx(self):
-                buckets = [b for (b,) in self.conn.execute("SELECT bucket FROM rollup_dirty ORDER BY bucket")]
-                for lo, hi in _ranges(buckets, ROLLUP):
-                    self.conn.execute("DELETE FROM usage_rollup WHERE bucket >= ? AND bucket < ?", (lo, hi))
-                    self.conn.execute(_ROLLUP_SQL, (lo, hi))
-                self.conn.execute("DELETE FROM rollup_dirty")
-        except StoreError as exc:
-            if exc.reason not in ("full", "read-only"):
-                raise
-            return self._refresh_rollup_in_memory()  # reports still work on a full disk
-        return len(buckets)
+        if not self.read_only:
+            try:
+                with _tx(self):
+                    buckets = [b for (b,) in self.conn.execute("SELECT bucket FROM rollup_dirty ORDER BY bucket")]
+                    for lo, hi in _ranges(buckets, ROLLUP):
+                        self.conn.execute("DELETE FROM usage_rollup WHERE bucket >= ? AND bucket < ?", (lo, hi))
+                        self.conn.execute(_ROLLUP_SQL, (lo, hi))
+                    self.conn.execute("DELETE FROM rollup_dirty")
+                return len(buckets)
+            except StoreError as exc:
+                if exc.reason not in ("full", "read-only"):
+                    raise
+        return self._refresh_rollup_in_memory()
 
     def _refresh_rollup_in_memory(self) -> int:
-        # a read-only file keeps its stale buckets: rebuild them in a TEMP copy of the rollup, which
-        # this connection's unqualified `usage_rollup` resolves to (temp is searched before main)
+        # rebuild the stale buckets in a TEMP copy of the rollup, which this connection's unqualified
+        # `usage_rollup` resolves to (temp is searched before main); the file is not touched
         buckets = [b for (b,) in self.conn.execute("SELECT bucket FROM rollup_dirty ORDER BY bucket")]
-        if not self._temp_rollup:
-            self.conn.execute("CREATE TEMP TABLE usage_rollup AS SELECT * FROM main.usage_rollup")
-            for lo, hi in _ranges(buckets, ROLLUP):
-                self.conn.execute("DELETE FROM temp.usage_rollup WHERE bucket >= ? AND bucket < ?", (lo, hi))
-                self.conn.execute(_ROLLUP_SQL, (lo, hi))
-            self._temp_rollup = True
+        self.conn.execute("CREATE TEMP TABLE usage_rollup AS SELECT * FROM main.usage_rollup")
+        self._temp_rollup = True
+        for lo, hi in _ranges(buckets, ROLLUP):
+            self.conn.execute("DELETE FROM temp.usage_rollup WHERE bucket >= ? AND bucket < ?", (lo, hi))
+            self.conn.execute(_ROLLUP_SQL, (lo, hi))
         return len(buckets)
+
+    def _drop_temp_rollup(self) -> None:
+        if self._temp_rollup:
+            self.conn.execute("DROP TABLE IF EXISTS temp.usage_rollup")
+            self._temp_rollup = False
 
     def mark_all_dirty(self) -> None:
         # the rollup's own buckets too: rows removed behind the triggers' back leave buckets to drop
