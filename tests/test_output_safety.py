@@ -146,3 +146,17 @@ def test_python_api_export_csv(tmp_path) -> None:
         text = tm.export_csv("all", by="model", tz="UTC")
     (row,) = _rows(text, ",")
     assert (row["model"], row["cost"]) == ("'=1+1", "-2.5")
+
+
+def test_error_lines_show_control_characters_harmlessly(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from tokenmeter.cli import cli
+
+    # a config key path naming a file with an escape sequence in its name: echoed in the error line
+    bad = tmp_path / "evil\x1b]0;pwned\x07.toml"
+    bad.write_text("[tokenmeter\n")
+    result = CliRunner().invoke(cli, ["--config", str(bad), "sources"])
+    assert result.exit_code == 4
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    assert "\\x1b" in result.stderr

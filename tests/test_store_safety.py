@@ -7,6 +7,8 @@ import json
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -188,14 +190,45 @@ def test_read_only_database_reports_and_refuses_writes(tokenmeter_env, monkeypat
     assert db.read_bytes() == before
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write read-only files")
+def _unprivileged_cli() -> list[str] | None:
+    """A command prefix that runs tokenmeter without root's right to write read-only files: nothing
+    for an ordinary user, ``unshare -U`` (a user namespace) for root, None when that is unavailable."""
+    if os.geteuid() != 0:
+        return []
+    try:
+        ok = subprocess.run(["unshare", "-U", "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        ok = False
+    return ["unshare", "-U"] if ok else None
+
+
 @pytest.mark.parametrize("what", ["file", "folder"])
 def test_read_only_file_or_folder_for_real(tokenmeter_env, what):
+    prefix = _unprivileged_cli()
+    if prefix is None:
+        pytest.skip("root, and no user namespace to drop the right to write read-only files")
     db = _stored(tokenmeter_env)
     target = db if what == "file" else db.parent
     os.chmod(target, 0o400 if what == "file" else 0o500)
     try:
-        _check_read_only_behaviour()
+        if not prefix:
+            _check_read_only_behaviour()
+            return
+        env = {**os.environ, **NOW, "TOKENMETER_LOAD_PLUGINS": ""}
+
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([*prefix, sys.executable, "-m", "tokenmeter", *args], env=env,
+                                  capture_output=True, text=True, timeout=60)
+
+        report = run("--today", "--json")
+        assert report.returncode == 0, report.stderr
+        assert json.loads(report.stdout)["total"]["requests"] == 2
+        export = run("db", "export", "--csv")
+        assert export.returncode == 0 and len(export.stdout.strip().splitlines()) == 3
+        for args in (["fetch", "--json"], ["db", "migrate", "--rebuild"]):
+            done = run(*args)
+            lines = done.stderr.strip().splitlines()
+            assert done.returncode == 4 and len(lines) == 1 and "read-only" in lines[0], done.stderr
     finally:
         os.chmod(target, 0o600 if what == "file" else 0o700)
 

@@ -17,6 +17,7 @@ from click.core import ParameterSource
 
 from .. import __version__
 from ..errors import TokenmeterError
+from ..output import safe_text
 from .common import Env, common_options
 from .report import report_options, run_report
 
@@ -66,7 +67,7 @@ class RootGroup(click.Group):
                 raise
             if debug:
                 traceback.print_exc()
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {safe_text(str(exc))}", err=True)  # messages may quote names from outside
             sys.exit(exc.exit_code)
         except BrokenPipeError:
             sys.exit(0)
@@ -76,12 +77,12 @@ class RootGroup(click.Group):
             from ..store import write_error
 
             mapped = write_error(exc)
-            click.echo(f"Error: {mapped or f'database error: {exc}'}", err=True)
+            click.echo(f"Error: {safe_text(mapped or f'database error: {exc}')}", err=True)
             sys.exit(4)
         except OSError as exc:  # an unwritable --output, a full disk: one line, not a traceback
             if os.environ.get("TOKENMETER_RAISE_ERRORS") not in (None, "", "0") or debug:
                 raise
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {safe_text(str(exc))}", err=True)
             sys.exit(4)
         sys.exit(rv if isinstance(rv, int) else 0)
 
