@@ -14,7 +14,7 @@ SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "samples"
 @pytest.fixture(autouse=True)
 def _isolate(tokenmeter_env: Path, monkeypatch: pytest.MonkeyPatch):
     for var in ("TOKENMETER_LOAD_PLUGINS", "TOKENMETER_DISABLE_PLUGINS", "TOKENMETER_RAISE_ERRORS",
-                "QWEN_RUNTIME_DIR", "QWEN_DATA_DIR", "OPENROUTER_API_KEY", "OPENROUTER_MANAGEMENT_KEY",
+                "QWEN_RUNTIME_DIR", "QWEN_DATA_DIR", "QWEN_HOME", "OPENROUTER_API_KEY", "OPENROUTER_MANAGEMENT_KEY",
                 "HW_ACCESS_KEY", "HW_SECRET_KEY", "HW_SECURITY_TOKEN", "HUAWEICLOUD_SDK_AK",
                 "HUAWEICLOUD_SDK_SK", "TZ", "TOKENMETER_NOW", "XDG_CONFIG_HOME", "XDG_DATA_HOME"):
         monkeypatch.delenv(var, raising=False)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
-import sys
 from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers_logs import gen_logs
 from tokenmeter_plugins.dashscope_log import DashscopeLogSource
 
 from tokenmeter.testing import check_records, collect, fake_context
@@ -22,12 +21,7 @@ HEADER = "timestamp\tmodel\tprovider\tinput_tokens\toutput_tokens\tcost_usd"
 
 
 def _gen_logs() -> Any:
-    spec = importlib.util.spec_from_file_location("gen_logs", ROOT / "benchmarks" / "gen_logs.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["gen_logs"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return gen_logs()
 
 
 def by_day_model_provider(records: list[Any]) -> list[dict[str, Any]]:

@@ -10,14 +10,13 @@ copy lines verbatim, transcripts repeat agent calls).
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers_logs import gen_logs
 
 ROOT = Path(__file__).resolve().parent.parent
 SUMS = ("prompt", "candidates", "cached", "thoughts", "total", "requests")
@@ -28,12 +27,7 @@ LINES = 3000
 
 
 def _gen_logs() -> Any:
-    spec = importlib.util.spec_from_file_location("gen_logs", ROOT / "benchmarks" / "gen_logs.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["gen_logs"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return gen_logs()
 
 
 @pytest.fixture(scope="module")

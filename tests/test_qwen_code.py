@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
-import sys
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers_logs import gen_logs
 from tokenmeter_plugins.dashscope_log import QwenCodeSource, register_sources, tail
 from tokenmeter_plugins.dashscope_log.qwen_code import default_roots, usage_to_tokens
 
@@ -23,19 +22,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _gen_logs() -> Any:
-    spec = importlib.util.spec_from_file_location("gen_logs", ROOT / "benchmarks" / "gen_logs.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["gen_logs"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return gen_logs()
 
 
-def by_day_model(records: list[Any]) -> dict[tuple[str, str], dict[str, int]]:
-    """Sum records back into the sample's units (prompt, candidates, cached, thoughts, total)."""
-    out: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+def sums_by(records: list[Any], key: Any) -> dict[Any, dict[str, int]]:
+    """Sum records back into the sample's units (prompt, candidates, cached, thoughts, total), by ``key``."""
+    out: dict[Any, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for r in records:
-        acc = out[(r.start.astimezone(UTC).date().isoformat(), r.model)]
+        acc = out[key(r)]
         acc["prompt"] += r.input_tokens or 0  # None: only a total was reported
         acc["candidates"] += r.output_tokens or 0
         acc["cached"] += r.cache_read_tokens or 0
@@ -43,6 +37,10 @@ def by_day_model(records: list[Any]) -> dict[tuple[str, str], dict[str, int]]:
         acc["total"] += r.total_tokens
         acc["requests"] += r.requests
     return {k: dict(v) for k, v in out.items()}
+
+
+def by_day_model(records: list[Any]) -> dict[tuple[str, str], dict[str, int]]:
+    return sums_by(records, lambda r: (r.start.astimezone(UTC).date().isoformat(), r.model))
 
 
 def expected_rows(expected: dict[str, Any]) -> dict[tuple[str, str], dict[str, int]]:
@@ -101,16 +99,7 @@ def U(p: int, c: int, t: int | None = None, k: int = 0, total: int | None = None
 # -- the shared sample ------------------------------------------------------------------------------
 
 def by_agent(records: list[Any]) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for r in records:
-        acc = out[r.agent]
-        acc["prompt"] += r.input_tokens or 0
-        acc["candidates"] += r.output_tokens or 0
-        acc["cached"] += r.cache_read_tokens or 0
-        acc["thoughts"] += r.reasoning_tokens or 0
-        acc["total"] += r.total_tokens
-        acc["requests"] += r.requests
-    return {k: dict(v) for k, v in out.items()}
+    return sums_by(records, lambda r: r.agent)
 
 
 def test_sample_tree_matches_expected_day_model_sums(samples: Path, tmp_path: Path) -> None:

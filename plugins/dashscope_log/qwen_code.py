@@ -44,18 +44,25 @@ _SESSION = re.compile(rb'"sessionId":"([^"\\]*)"')
 _BAD_JSON = (ValueError, RecursionError)
 
 
-def _settings_runtime_dir(home: str) -> str | None:
-    """``advanced.runtimeOutputDir`` from Qwen Code's settings.json in ``home``, if set."""
+def _json_object(path: str) -> dict[str, Any]:
+    """A small JSON file the client wrote (settings, agent meta), or {} when absent or unreadable."""
     try:
-        with open(os.path.join(os.path.expanduser(home), "settings.json"), encoding="utf-8") as f:
+        with open(os.path.expanduser(path), encoding="utf-8") as f:
             data = json.load(f)
     except (OSError, ValueError, RecursionError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    adv = data.get("advanced")
-    value = adv.get("runtimeOutputDir") if isinstance(adv, dict) else data.get("advanced.runtimeOutputDir")
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
+
+
+def _settings_runtime_dir(home: str) -> str | None:
+    """``advanced.runtimeOutputDir`` from Qwen Code's settings.json in ``home``, if set."""
+    data = _json_object(os.path.join(home, "settings.json"))
+    adv = data.get("advanced")
+    return _text(adv.get("runtimeOutputDir") if isinstance(adv, dict) else data.get("advanced.runtimeOutputDir"))
 
 
 def default_roots() -> list[str]:
@@ -86,14 +93,8 @@ def find_roots(roots: list[str]) -> list[str]:
 
 
 def _configured_model(root: str) -> str | None:
-    try:
-        with open(os.path.join(root, "settings.json"), encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError, RecursionError):
-        return None
-    model = data.get("model") if isinstance(data, dict) else None
-    name = model.get("name") if isinstance(model, dict) else model
-    return name if isinstance(name, str) and name else None
+    model = _json_object(os.path.join(root, "settings.json")).get("model")
+    return _text(model.get("name") if isinstance(model, dict) else model)
 
 
 @dataclass(frozen=True)
@@ -201,16 +202,9 @@ class TranscriptParser(ChatParser):
 
 def _meta_model(path: str) -> str | None:
     """The model in a transcript's ``agent-*.meta.json`` (0.24.x writes it there, not on the lines)."""
-    try:
-        with open(path[: -len(".jsonl")] + ".meta.json", encoding="utf-8") as f:
-            meta = json.load(f)
-    except (OSError, ValueError, RecursionError):
-        return None
-    if not isinstance(meta, dict):
-        return None
+    meta = _json_object(path[: -len(".jsonl")] + ".meta.json")
     flags = meta.get("persistedCliFlags")
-    model = meta.get("model") or (flags.get("model") if isinstance(flags, dict) else None)
-    return model if isinstance(model, str) and model else None
+    return _text(meta.get("model")) or _text(flags.get("model") if isinstance(flags, dict) else None)
 
 
 class QwenParser:
