@@ -49,7 +49,7 @@ def fill(store: Store, n: int, seed: int = 7) -> None:
         iso_end = datetime.fromtimestamp(end_ts, UTC).isoformat().replace("+00:00", "Z")
         rid = hashlib.blake2b(f"{src}{ts}{len(batch)}{rng.random()}".encode(), digest_size=16).hexdigest()
         batch.append((
-            rid, src, kind, "bench", rid, provider, model, project, None, iso, iso_end, ts, end_ts,
+            rid, src, kind, "bench", rid, provider, model, project, None, None, iso, iso_end, ts, end_ts,
             requests, 0, inp, out, inp and inp // 3, None, out and out // 4, inp and inp + out,
             cost, "USD" if cost is not None else None, "billed" if cost is not None else None,
             est, "USD" if est is not None else None, "bench" if est is not None else None, "{}", "h", iso,

@@ -2,7 +2,7 @@
 
     python benchmarks/gen_logs.py qwen-code --lines 1000000 --out DIR   # DIR = a Qwen Code runtime dir
     python benchmarks/gen_logs.py tsv --lines 100000 --out FILE
-    python benchmarks/gen_logs.py demo --out tokenmeter/demo/data       # the demo's sample data
+    python benchmarks/gen_logs.py demo      # the demo's sample data, into plugins/dashscope_log/demo_data
 
 A Qwen Code tree is written in the shapes the real client writes (as observed running
 ``@qwen-code/qwen-code`` 0.24.4 and 0.15.10 against a local model server; key order included):
@@ -897,7 +897,7 @@ def _shorten(obj: Any, n: int = 160) -> Any:
 
 
 def gen_demo(out: str | Path, *, seed: int = 2026) -> dict[str, Any]:
-    """The sample data ``tokenmeter demo`` ships (tokenmeter/demo/data): a week in March 2026.
+    """The sample data ``tokenmeter demo`` runs (plugins/dashscope_log/demo_data): a week in March 2026.
 
     Only the chat files are shipped (no archive, transcripts or ledger); message texts are cut short
     so the package stays small; token numbers are untouched.
@@ -932,11 +932,15 @@ def gen_demo(out: str | Path, *, seed: int = 2026) -> dict[str, Any]:
     return expected
 
 
+# the dashscope-log plugin ships the demo data and offers it through Source.demo_settings
+DEMO_DATA = Path(__file__).resolve().parent.parent / "plugins" / "dashscope_log" / "demo_data"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("kind", choices=["qwen-code", "tsv", "demo"])
     ap.add_argument("--lines", type=int, default=0, help="qwen-code: chat-file lines; tsv: rows")
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", help=f"output folder (required, except for demo: default {DEMO_DATA})")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--days", type=int, default=7)
     ap.add_argument("--start", default="2026-03-02")
@@ -956,6 +960,10 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--no-truncated", dest="truncated", action="store_false",
                    help="do not end a chat file with a truncated line (e.g. for trees that get appended to)")
     args = ap.parse_args(argv)
+    if args.out is None:
+        if args.kind != "demo":
+            ap.error("--out is required")
+        args.out = str(DEMO_DATA)
     t0 = time.perf_counter()
     if args.kind == "demo":
         res = gen_demo(args.out, seed=args.seed if args.seed != 1 else 2026)

@@ -50,6 +50,7 @@ def put(store: Store, records, *, source: str = "qwen-code", kind: str = "log"):
     for r in records:
         session.add(r)
     session.finish(None)
+    store.refresh_rollup()  # as a fetch does: the reports read the rollup as it is
     return session.counts
 
 
@@ -290,6 +291,7 @@ def test_merge_a_previous_version_database(tmp_path):
         put(s, agent_records())
         counts = s.merge(old)
         assert counts["usage"] == 1
+        s.refresh_rollup()
         merged = {r["key"]: r["agent"] for r in s.usage_rows()}
         assert merged["from-old"] is None and merged["call-0"] == "main"
         report = usage_report(s, ALL, by=["agent"])
@@ -319,6 +321,7 @@ def test_dashboard_has_the_agent_breakdown(tokenmeter_env):
     fill_default_db()
     now = datetime(2026, 3, 15, 12, tzinfo=UTC)
     with tokenmeter.open() as tm:
+        tm.store.refresh_rollup()
         data = dashboard_data(tm.store, load_config(None), Period(date(2026, 3, 1), date(2026, 3, 31), UTC), now)
     assert _by_agent(data["by_agent"]) == EXPECTED
     html = render_dashboard(data)

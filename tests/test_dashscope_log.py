@@ -174,7 +174,7 @@ def test_available(tmp_path: Path) -> None:
 
 
 def test_demo_data_reads_to_its_expected_totals() -> None:
-    data = ROOT / "tokenmeter" / "demo" / "data"
+    data = ROOT / "plugins" / "dashscope_log" / "demo_data"
     expected = json.loads((data / "expected.json").read_text())["dashscope-log"]
     got = collect(DashscopeLogSource, {"paths": [str(data / "qwen-usage.tsv")]})
     check_records(got.records)

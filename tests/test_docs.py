@@ -53,6 +53,38 @@ def test_every_hook_is_documented():
         assert signature in documented, f"docs/plugins/hooks.md has no '## {signature}' section"
 
 
+def test_register_prices_example_prices_as_documented():
+    """The hooks.md example, registered as a plugin, gives the costs the text after it states."""
+    import types
+    from datetime import date
+    from decimal import Decimal
+
+    from tokenmeter import plugin_manager
+    from tokenmeter.pricing import PriceBook
+
+    text = section(DOCS / "plugins" / "hooks.md", "register_prices(register)")
+    [code] = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+    module = types.ModuleType("docs_register_prices_example")
+    exec(compile(code, "docs/plugins/hooks.md", "exec"), module.__dict__)
+    plugin_manager.load_plugins()
+    pm.register(module, name="docs-example")
+    try:
+        book = PriceBook.load()
+    finally:
+        pm.unregister(module)
+
+    def cost(provider: str, day: int) -> tuple[Decimal, str]:
+        e = book.estimate(model="acme-large", provider=provider, day=date(2026, 3, day),
+                          input_tokens=1_000_000, output_tokens=1_000_000)
+        return e.cost, e.currency
+
+    assert cost("acme", 14) == (Decimal("10.00"), "USD")
+    assert cost("acme", 15) == (Decimal("7.50"), "USD")
+    assert cost("acme-eu", 15) == (Decimal("9.00"), "EUR")
+    assert "1M input and 1M output tokens" in text and "10.00 USD on 14 March and 7.50 USD on 15 March" in text
+    assert {r["plugin"] for r in book.rows("acme-large", history=True)} == {"docs-example"}
+
+
 @pytest.mark.parametrize("cls", [UsageRecord, QuotaSnapshot])
 def test_every_record_field_is_documented(cls):
     text = section(DOCS / "plugins" / "records.md", cls.__name__)

@@ -26,7 +26,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 FAKE_QWENCLOUD_DIR = Path(__file__).resolve().parent / "fake_qwencloud"
-DEMO_EXPECTED = Path(__file__).resolve().parent.parent / "tokenmeter" / "demo" / "data" / "expected.json"
+DEMO_EXPECTED = Path(__file__).resolve().parent.parent / "plugins" / "dashscope_log" / "demo_data" / "expected.json"
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -339,7 +339,7 @@ def test_demo_works_offline_without_config(tokenmeter_env: Path, tmp_path: Path,
     assert sum(r["cache_read_tokens"] for r in code_rows) == code["cached"]
     assert sum(r["reasoning_tokens"] for r in code_rows) == code["thoughts"]
     assert sum(r["total_tokens"] for r in code_rows) == code["total"]
-    assert {r["cost_kind"] for r in code_rows} == {"estimated"}  # priced from the bundled table
+    assert {r["cost_kind"] for r in code_rows} == {"estimated"}  # priced from the registered prices
     assert all(r["unpriced_requests"] == 0 and dec(r["cost"]) > 0 for r in code_rows)
     assert sum(r["requests"] for r in tsv_rows) == tsv["requests"]
     assert sum(r["input_tokens"] for r in tsv_rows) == tsv["input_tokens"]

@@ -12,9 +12,18 @@ import pytest
 from helpers_host import cli_run, make_source, rec, register
 
 from tokenmeter import Cursor, QuotaSnapshot
+from tokenmeter.plugin_manager import pm
 
 NOW = "2026-03-20T12:00:00Z"
 MARCH = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _alibaba_prices() -> None:
+    """These tests estimate qwen-plus from the alibaba-prices plugin (cli_run loads no plugins)."""
+    import tokenmeter_plugins.alibaba_prices as prices
+
+    pm.register(prices, name="alibaba-prices")  # the conftest unregisters it after the test
 
 
 def write_config(home: Path, text: str) -> None:
@@ -139,7 +148,7 @@ def test_reconcile_rows(tokenmeter_env):
     assert row["day"] == "2026-03-03" and row["model"] == "qwen-plus"
     assert Decimal(row["billed"]) == Decimal("0.5") and Decimal(row["logged"]) == Decimal("0.3")
     assert Decimal(row["billed_minus_logged"]) == Decimal("0.2")
-    assert row["estimated"] is not None  # the bundled price of qwen-plus prices the logged calls
+    assert row["estimated"] is not None  # the registered price of qwen-plus prices the logged calls
     # and the report itself counts the bill only: no double counting
     report = json.loads(cli_run(["report", "--month", "--json"], env={"TOKENMETER_NOW": NOW}).stdout)
     assert report["total"]["requests"] == 2 and report["total"]["cost_kind"] == "billed"

@@ -68,3 +68,22 @@ def test_console_exit_codes_in_a_real_process(tmp_path):
     empty = subprocess.run([sys.executable, "-m", "tokenmeter", "report", "--all", "--json"],
                            capture_output=True, text=True, env=env, timeout=60)
     assert empty.returncode == 0 and '"rows": []' in empty.stdout
+
+
+def test_plugin_data_files_are_package_data():
+    """Price tables and demo data ship in the wheel: each file matches a package-data glob."""
+    from fnmatch import fnmatch
+
+    data = PYPROJECT["tool"]["setuptools"]["package-data"]
+    files = [*(ROOT / "plugins").rglob("prices.json"), *(ROOT / "plugins" / "dashscope_log" / "demo_data").rglob("*")]
+    files = [f for f in files if f.is_file()]
+    assert len(files) >= 12
+    for f in files:
+        package = f.parent
+        while not (package / "__init__.py").exists():
+            package = package.parent
+        name = ".".join(["tokenmeter_plugins", *package.relative_to(ROOT / "plugins").parts])
+        rel = f.relative_to(package).as_posix()
+        globs = [*data.get(name, []), *data.get("*", [])]
+        # a glob's "*" never crosses a folder in setuptools: compare folder depth too
+        assert any(fnmatch(rel, g) and rel.count("/") == g.count("/") for g in globs), f"{rel} of {name}"

@@ -203,6 +203,7 @@ def test_report_by_day_across_dst(tmp_path):
         for r in _berlin_records():
             session.add(r)
         session.finish(None)
+        store.refresh_rollup()
         report = usage_report(store, Period(D(2026, 3, 28), D(2026, 10, 26), BERLIN), by=["day"])
         got = {r["day"]: r["requests"] for r in report.rows}
         assert got == {"2026-03-28": 1, "2026-03-29": 6, "2026-03-30": 8,
@@ -269,6 +270,7 @@ def test_report_ending_on_the_autumn_switch_day(tmp_path):
         for r in _berlin_records():
             session.add(r)
         session.finish(None)
+        store.refresh_rollup()
         report = usage_report(store, Period(D(2026, 3, 28), D(2026, 10, 25), BERLIN), by=["day"])
         got = {r["day"]: r["requests"] for r in report.rows}
         assert got == {"2026-03-28": 1, "2026-03-29": 6, "2026-03-30": 8, "2026-10-24": 16, "2026-10-25": 96}

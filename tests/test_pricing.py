@@ -1,4 +1,4 @@
-"""The pricing engine: bundled table, regions, dates, tiers, cache, thinking, overrides."""
+"""The pricing engine with the built-in plugins' prices: regions, dates, tiers, cache, thinking, overrides."""
 
 from __future__ import annotations
 
@@ -11,7 +11,12 @@ import pytest
 
 from tokenmeter.errors import ConfigError
 from tokenmeter.pricing import PriceBook, PriceEntry, validate_overrides
-from tokenmeter.pricing.engine import DATA_FILE, PROVIDER_REGIONS, REGIONS
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLES = {  # the built-in plugins' price tables, by the regions they hold
+    ROOT / "plugins" / "alibaba_prices" / "prices.json": {"intl": "USD", "cn": "CNY"},
+    ROOT / "plugins" / "huawei_maas" / "prices.json": {"huawei-maas": "USD"},
+}
 
 DAY = date(2026, 11, 20)
 
@@ -33,7 +38,7 @@ def test_worked_example_is_priced_at_the_32k_128k_tier(book):
     assert e.cost == Decimal("0.108")  # 50k × $1.8 + 2k × $9 per 1M
     assert e.currency == "USD"
     assert e.tier_above == 32_000
-    assert e.basis.startswith(f"bundled {book.version}: qwen3-coder-plus intl from ")
+    assert e.basis.startswith(f"alibaba-prices {book.version}: qwen3-coder-plus intl from ")
     assert e.basis.endswith("tier >32000")
 
 
@@ -154,8 +159,16 @@ def test_huawei_maas_prices_are_converted_from_per_1k(book):
     assert book.estimate(model=None, provider="huawei-maas", day=DAY, input_tokens=5, output_tokens=5) is None
 
 
-def test_every_mapped_region_exists():
-    assert set(PROVIDER_REGIONS.values()) <= set(REGIONS)
+def test_regions_come_from_the_plugins(book):
+    assert {r: (book.regions[r].currency, book.regions[r].plugin) for r in book.regions} == {
+        "intl": ("USD", "alibaba-prices"), "cn": ("CNY", "alibaba-prices"),
+        "huawei-maas": ("USD", "huawei-maas"), "huawei-maas-cn": ("CNY", "huawei-maas"),
+        "openrouter": ("USD", "openrouter"),
+    }
+    # the most specific label wins; a label extending a known one with "-" shares its region
+    assert [book.region_for(p) for p in ("qwen-cn-north", "qwen-new-region", "dashscope-cn", "huawei-maas-cn",
+                                         "huawei-maas-hk", "qwenx", "")] == [
+        "cn", "intl", "cn", "huawei-maas-cn", "huawei-maas", None, None]
 
 
 # ---- names ------------------------------------------------------------------------------------------
@@ -251,8 +264,8 @@ def test_mid_month_override_prices_earlier_days_at_the_old_price(book):
         input_tokens=10_000,
         output_tokens=1_000,
     )
-    assert old_day.cost == Decimal("0.015")  # bundled $1 / $5
-    assert old_day.basis.startswith("bundled ")
+    assert old_day.cost == Decimal("0.015")  # registered $1 / $5
+    assert old_day.basis.startswith("alibaba-prices ")
     assert new_day.cost == Decimal("0.03")  # override $2 / $10
     assert new_day.basis == "config: qwen3-coder-plus any provider from 2026-03-15"
 
@@ -329,7 +342,7 @@ def test_provider_and_region_scoped_overrides():
         )
 
     assert (at("qwen-beijing").cost, at("qwen-beijing").currency) == (Decimal("0.002"), "CNY")
-    assert at("qwen-cn").entry.origin == "bundled"  # another China label: the bundled CNY price
+    assert at("qwen-cn").entry.origin == "plugin"  # another China label: the registered CNY price
     assert (at("qwen").cost, at("qwen").currency) == (Decimal("0.001"), "USD")
     assert at("qwen", 1_001).cost == Decimal("0.01001")  # override tier
     assert at("openrouter") is None
@@ -440,10 +453,10 @@ def test_valid_overrides_pass_validation():
 
 
 def test_basis_names_the_data_version_and_changes_with_overrides(book):
-    assert book.basis == f"bundled {book.version}"
+    assert book.basis == f"plugins {book.version}"
     a = PriceBook.load(overrides={"qwen-max": {"input": 1, "output": 2}})
     b = PriceBook.load(overrides={"qwen-max": {"input": 1, "output": 3}})
-    assert a.basis.startswith(f"bundled {book.version}+config ")
+    assert a.basis.startswith(f"plugins {book.version}+config ")
     assert a.basis != b.basis
     assert a.basis == PriceBook.load(overrides={"qwen-max": {"input": 1, "output": 2}}).basis
 
@@ -454,7 +467,7 @@ def test_rows_for_the_prices_command(book):
     assert intl["currency"] == "USD"
     assert (intl["input"], intl["output"], intl["cache_read"]) == (Decimal(1), Decimal(5), Decimal("0.2"))
     assert intl["tiers"].startswith(">32000: 1.8/9 cache 0.36")
-    assert intl["origin"] == "bundled"
+    assert (intl["origin"], intl["plugin"]) == ("plugin", "alibaba-prices")
     assert intl["source"].startswith("https://")
     assert set(intl) >= {
         "model",
@@ -469,6 +482,7 @@ def test_rows_for_the_prices_command(book):
         "tiers",
         "source",
         "origin",
+        "plugin",
     }
     assert any(r["region"] == "cn" and r["currency"] == "CNY" for r in rows)
     # aliases match the filter; history lists every dated entry
@@ -476,7 +490,7 @@ def test_rows_for_the_prices_command(book):
     assert len(book.rows("deepseek-v4-flash-0731", history=True)) == 2
     assert len(book.rows("deepseek-v4-flash-0731", day=DAY)) == 1
     config = PriceBook.load(overrides={"qwen-max": {"input": 1, "output": 2}}).rows("qwen-max", day=DAY)
-    assert [r["origin"] for r in config][0] == "config"
+    assert [(r["origin"], r["plugin"]) for r in config][0] == ("config", None)
 
 
 def test_lookup_shows_the_price_that_would_be_used(book):
@@ -487,22 +501,27 @@ def test_lookup_shows_the_price_that_would_be_used(book):
     assert book.lookup("no-such-model") == []
     overridden = PriceBook.load(overrides={"qwen-max": {"region": "cn", "input": 1, "output": 2}})
     by_region = {e.region: e.origin for e in overridden.lookup("qwen-max", day=DAY)}
-    assert by_region == {"cn": "config", "intl": "bundled"}
+    assert by_region == {"cn": "config", "intl": "plugin"}
 
 
-def test_bundled_table_is_complete_and_sourced():
-    data = json.loads(Path(DATA_FILE).read_text(encoding="utf-8"))
+@pytest.mark.parametrize("path", list(TABLES))
+def test_plugin_price_tables_are_complete_and_sourced(path):
+    data = json.loads(path.read_text(encoding="utf-8"))
     assert data["schema"] == 1 and data["basis"]
+    currencies = TABLES[path]
     for raw in data["entries"]:
-        assert raw["region"] in REGIONS, raw
-        assert raw["currency"] == REGIONS[raw["region"]].currency, raw
-        date.fromisoformat(raw["valid_from"])
+        assert raw["region"] in currencies, raw
+        assert raw["currency"] == currencies[raw["region"]], raw
+        date.fromisoformat(raw["effective"])
         assert raw["source"].startswith("https://"), raw
-        for key in ("input", "output", "cache_read", "cache_write", "thinking_output"):
+        for key in ("input", "output", "cache_read", "cache_write", "reasoning"):
             if key in raw:
                 assert isinstance(raw[key], str) and Decimal(raw[key]) >= 0, raw
         aboves = [t["above"] for t in raw.get("tiers", [])]
         assert aboves == sorted(set(aboves)), raw
+    if "intl" not in currencies:
+        return
+    assert any("MIT License" in n and "Permission is hereby granted" in n for n in data["notices"])
     have = {(e["region"], e["model"]) for e in data["entries"]}
     for model in (
         "qwen3-coder-plus",
@@ -629,7 +648,52 @@ def test_an_override_never_prices_a_region_of_another_currency():
     assert (at(usd, "qwen").cost, at(usd, "qwen").currency) == (Decimal(1), "USD")
     assert (at(usd, "some-proxy").cost, at(usd, "some-proxy").currency) == (Decimal(1), "USD")
     china = at(usd, "qwen-beijing")  # a CNY region keeps its CNY price, never a USD one
-    assert (china.cost, china.currency, china.entry.origin) == (Decimal("2.4"), "CNY", "bundled")
+    assert (china.cost, china.currency, china.entry.origin) == (Decimal("2.4"), "CNY", "plugin")
     cny = PriceBook.load(overrides={"qwen-max": {"input": 1, "output": 2, "currency": "CNY"}})
     assert (at(cny, "qwen-beijing").currency, at(cny, "qwen-beijing").entry.origin) == ("CNY", "config")
-    assert (at(cny, "qwen").currency, at(cny, "qwen").entry.origin) == ("USD", "bundled")
+    assert (at(cny, "qwen").currency, at(cny, "qwen").entry.origin) == ("USD", "plugin")
+
+
+# ---- registered prices (the register_prices contract) --------------------------------------------
+
+
+def test_price_entry_coerces_and_validates_what_plugins_pass():
+    from tokenmeter import Tier
+
+    e = PriceEntry(model="m", provider="acme", currency="usd", input="0.50", output=2, effective="2026-01-01",
+                   tiers=[{"above": 1000, "input": "1", "output": "4", "reasoning": "5"}])
+    assert (e.input, e.output, e.currency, e.effective) == (Decimal("0.50"), Decimal(2), "USD", date(2026, 1, 1))
+    assert e.tiers == (Tier(above=1000, input=Decimal(1), output=Decimal(4), reasoning=Decimal(5)),)
+    for bad, message in [
+        ({"input": 0.1}, "input must be a str, int or Decimal"),  # floats are not exact
+        ({"input": "-1"}, "input must be a finite number >= 0"),
+        ({"currency": "dollars"}, "currency must be an ISO 4217 code"),
+        ({"effective": "March"}, "effective must be a date"),
+        ({"provider": ""}, "provider must be a non-empty label or None"),
+        ({"tiers": [{"above": 9, "input": 1, "output": 1}, {"above": 5, "input": 1, "output": 1}]},
+         "tiers must be in increasing order"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            PriceEntry(**{"model": "m", "provider": "acme", "currency": "USD", "input": "1", "output": "1", **bad})
+
+
+def test_registered_any_provider_prices_keep_to_their_currency():
+    from tokenmeter import PriceRegion
+
+    book = PriceBook(
+        [PriceEntry(model="open-1", provider=None, currency="USD", input="1", output="1"),
+         PriceEntry(model="open-1", provider="acme", currency="USD", input="2", output="2"),
+         PriceEntry(model="other", provider="acme-cn", currency="CNY", input="3", output="3")],
+        regions=[PriceRegion(id="acme-china", currency="CNY", providers=("acme-cn",))],
+    )
+
+    def cost(provider):
+        e = book.estimate(model="open-1", provider=provider, day=DAY, input_tokens=1_000_000, output_tokens=0)
+        return e and (e.cost, e.currency, e.entry.scope)
+
+    assert cost("acme") == (Decimal(2), "USD", "acme")  # its own region's price first
+    assert cost("acme-us") == (Decimal(2), "USD", "acme")  # "acme" covers "acme-us"
+    assert cost("unknown-proxy") == (Decimal(1), "USD", "any provider")
+    assert cost("acme-cn") is None  # a USD price never prices the CNY region
+    assert cost("acme-cn-north") is None  # the most specific label wins: still the CNY region
+    assert book.region_for("ACME-CN-north") == "acme-china"

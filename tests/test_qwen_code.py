@@ -366,7 +366,7 @@ def test_register_sources() -> None:
 
 
 def test_demo_data_reads_to_its_expected_totals() -> None:
-    data = ROOT / "tokenmeter" / "demo" / "data"
+    data = ROOT / "plugins" / "dashscope_log" / "demo_data"
     expected = json.loads((data / "expected.json").read_text())["qwen-code"]
     got = collect(QwenCodeSource, {"roots": [str(data / "qwen")]})
     check_records(got.records)

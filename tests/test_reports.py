@@ -43,10 +43,12 @@ def store(tmp_path):
 
 
 def put(store, source, records, kind="log", pricer=None):
-    session = store.session(source, kind, pricer=pricer)
+    """Store records as a fetch does: priced first, then the rollup refreshed for the reports."""
+    session = store.session(source, kind)
     for r in records:
-        session.add(r)
+        session.add(r, pricer(r) if pricer and r.model else None)
     session.finish(None)
+    store.refresh_rollup()
 
 
 @pytest.fixture

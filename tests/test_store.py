@@ -320,7 +320,7 @@ def test_migrations_apply_once(tmp_path):
 
 
 def test_fetched_at_sorts_in_time_order(monkeypatch):
-    import tokenmeter.store as store_mod
+    import tokenmeter.store.common as store_mod  # where the store's clock is read
 
     times = iter([datetime(2026, 3, 1, 12, 0, 0, 0, tzinfo=UTC), datetime(2026, 3, 1, 12, 0, 0, 1, tzinfo=UTC)])
 
@@ -343,9 +343,11 @@ def test_merge_moving_a_row_to_another_time_updates_reports(tmp_path):
     _db(a, [rec("k", start=T0, requests=3)], fetched_at="2026-03-10T00:00:00.000000Z")
     _db(b, [rec("k", start=T0 + timedelta(days=1), requests=5)], fetched_at="2026-03-12T00:00:00.000000Z")
     with Store.open(a) as s:
+        s.refresh_rollup()
         before = usage_report(s, Period(None, None, UTC), by=["day"])
         assert [(r["day"], r["requests"]) for r in before.rows] == [("2026-03-10", 3)]
         s.merge(b)
+        s.refresh_rollup()
         after = usage_report(s, Period(None, None, UTC), by=["day"])
         assert [(r["day"], r["requests"]) for r in after.rows] == [("2026-03-11", 5)]
 
@@ -355,9 +357,11 @@ def test_refetch_moving_a_row_updates_reports(store):
     from tokenmeter.reports import usage_report
 
     write(store, [rec("k", start=T0, requests=3)])
-    usage_report(store, Period(None, None, UTC))  # builds the rollup
+    store.refresh_rollup()  # builds the rollup
+    usage_report(store, Period(None, None, UTC))
     counts = write(store, [rec("k", start=T0 + timedelta(days=1), requests=5)])
     assert counts.updated == 1
+    store.refresh_rollup()
     after = usage_report(store, Period(None, None, UTC), by=["day"])
     assert [(r["day"], r["requests"]) for r in after.rows] == [("2026-03-11", 5)]
 
@@ -431,7 +435,8 @@ def test_merge_twice_with_a_report_in_between_changes_nothing(tmp_path):
     _db(b, [rec("y", account="m2", start=T0 + timedelta(days=1))])
     with Store.open(a) as s:
         assert s.merge(b)["usage"] == 1
-        usage_report(s, Period(None, None, UTC))  # rebuilds the rollup
+        s.refresh_rollup()  # rebuilds the rollup
+        usage_report(s, Period(None, None, UTC))
         assert s.merge(b) == {"usage": 0, "quota_snapshots": 0, "skipped": 0, "changes": 0}
         assert s.refresh_rollup() == 0  # nothing to recompute either
 
@@ -450,7 +455,8 @@ def test_report_while_another_run_holds_the_write_lock_is_a_clear_error(tmp_path
         reader.conn.execute("PRAGMA busy_timeout = 50")
         with pytest.raises(StoreError, match=r"^database .*busy\.db is busy: another tokenmeter run is "
                                              r"writing to it; try again when it has finished$"):
-            usage_report(reader, Period(None, None, UTC))
+            reader.refresh_rollup()  # what a report does first
+        usage_report(reader, Period(None, None, UTC))  # reading alone waits for nobody
         other = tmp_path / "other.db"
         _db(other, [rec("c", account="m2")])
         with pytest.raises(StoreError, match="is busy"):

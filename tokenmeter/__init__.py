@@ -22,6 +22,7 @@ from .errors import (
     TokenmeterError,
 )
 from .hookspecs import hookimpl
+from .pricing.entries import PriceEntry, PriceRegion, Tier
 from .records import Cursor, QuotaSnapshot, UsageRecord
 from .sources import Progress, Source, SourceContext, Window
 from .util import check_base_url, is_loopback, parse_day, parse_time
@@ -37,6 +38,8 @@ __all__ = [
     "InvalidRecord",
     "NeedsCredentials",
     "PluginError",
+    "PriceEntry",
+    "PriceRegion",
     "Progress",
     "ProviderAuthError",
     "ProviderError",
@@ -44,9 +47,13 @@ __all__ = [
     "ProviderResponseError",
     "ProviderUnavailable",
     "QuotaSnapshot",
+    "RequestSigner",
+    "RetryEvent",
+    "RetryPolicy",
     "Source",
     "SourceContext",
     "SourceDataError",
+    "Tier",
     "TokenmeterError",
     "UsageRecord",
     "Window",
@@ -64,7 +71,8 @@ __all__ = [
 ]
 
 
-_LAZY = {"parse_retry_after", "raise_for_status", "send"}  # from .http: keeps httpx off the startup path
+# from .http, served on first use: keeps httpx off the startup path
+_LAZY = {"RequestSigner", "RetryEvent", "RetryPolicy", "parse_retry_after", "raise_for_status", "send"}
 
 
 def __getattr__(name: str) -> Any:

@@ -11,7 +11,8 @@ The flow for ``tokenmeter budget --notify``::
 An alert is due when a status is at ``warning`` or ``critical`` and its key
 ``(status.name, status.level, status.period_key)`` is not stored yet: once per level per budget
 period, so cron every 5 minutes does not spam, and a new period (or a quota reset) alerts again.
-``deliver`` retries (bounded, backoff) and never raises; ``dry_run`` shows what would be sent.
+``deliver`` retries (bounded, backoff; webhooks through ``tokenmeter.http``) and never raises;
+``dry_run`` shows what would be sent.
 
 Config::
 
@@ -20,7 +21,7 @@ Config::
     url_env = "SLACK_WEBHOOK_URL"   # or url = "https://..." (webhook URLs are secrets: prefer url_env)
     format = "slack"                # json (default) | slack | discord
     headers = { X-Team = "ops" }    # optional; headers_env = { Authorization = "HOOK_AUTH" } reads env
-    timeout = 10                    # seconds per attempt
+    timeout = 10                    # seconds per attempt; the whole delivery ends within 3 x timeout
     levels = ["critical"]           # optional: only these levels (default both)
     budgets = ["test"]              # optional: only these budgets/quotas (default all)
 
@@ -39,12 +40,13 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from .budgets import BudgetStatus, format_amount, plain_decimal
-from .errors import ConfigError
+from .errors import ConfigError, ProviderUnavailable
+
+if TYPE_CHECKING:
+    from .http import Client
 
 __all__ = [
     "Alert",
@@ -65,7 +67,9 @@ SLACK_COLORS = {"ok": "good", "warning": "warning", "critical": "danger"}
 DISCORD_COLORS = {"ok": 0x2E7D32, "warning": 0xE0A800, "critical": 0xD32F2F}
 ATTEMPTS = 3
 BACKOFF = 1.0  # seconds before the 2nd attempt; doubles
-MAX_RETRY_AFTER = 30.0
+MAX_RETRY_AFTER = 30.0  # a longer Retry-After is cut to this
+# timeout, rate limit and server errors may pass; another 4xx will not get better by retrying
+RETRY_STATUSES = frozenset({408, 429, *range(500, 600)})
 
 
 _URL = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)(?:[^/\s'\"@]*@)?([^/\s'\"?#]*)[^\s'\"]*")
@@ -370,58 +374,45 @@ class DeliveryResult:
     error: str | None = None
 
 
-def _retry_delay(attempt: int, response: httpx.Response | None) -> float:
-    if response is not None:
-        from .http import parse_retry_after
-
-        after = parse_retry_after(response.headers.get("Retry-After"))
-        if after is not None:
-            return min(after, MAX_RETRY_AFTER)
-    return BACKOFF * 2 ** (attempt - 1)
-
-
 def _gave_up(error: str, attempts: int) -> str:
     return f"{error} (gave up after {attempts} attempts)"
 
 
-def _post(alert: Alert, ch: WebhookChannel, client: httpx.Client | None, sleep: Callable[[float], None],
+def _post(alert: Alert, ch: WebhookChannel, client: Client | None, sleep: Callable[[float], None],
           env: Mapping[str, str], attempts: int, limit: float) -> DeliveryResult:
+    """POST through the host's one retry path (``tokenmeter.http``): each try ends after ``limit``
+    seconds, the whole delivery, waits included, after ``ch.timeout`` x ``attempts``."""
+    from .http import RetryPolicy, make_client, send
+
     try:
         url, headers = ch.resolve(env)
     except LookupError as exc:
         return DeliveryResult(ch.label, alert.key, False, 0, str(exc))
     body = json.dumps(payload(alert, ch.format)).encode()
     headers = {"Content-Type": "application/json", **headers}
+    policy = RetryPolicy(attempts=attempts, backoff=BACKOFF, max_backoff=BACKOFF * 2 ** attempts,
+                         max_wait=MAX_RETRY_AFTER, cap_wait=True, jitter=False, statuses=RETRY_STATUSES,
+                         attempt_deadline=limit)
     own = client is None
     if client is None:
-        from .http import DeadlineClient, user_agent
-
-        # httpx's timeout is per read: the deadline ends an attempt at `limit` even if the server drips
-        client = DeadlineClient(timeout=limit, headers={"User-Agent": user_agent()}, deadline=limit)
-    host = httpx.URL(url).host
-    error = ""
+        client = make_client(timeout=limit, sleep=sleep)
     try:
-        for attempt in range(1, attempts + 1):
-            response = None
-            try:
-                request = client.build_request("POST", url, content=body, headers=headers, timeout=limit,
-                                               extensions={"deadline": limit})
-                response = client.send(request)
-            except httpx.TimeoutException:
-                error = f"timed out after {limit:g}s talking to {host}"
-            except httpx.HTTPError as exc:
-                error = f"cannot reach {host} ({type(exc).__name__})"
-            else:
-                if response.status_code < 300:
-                    return DeliveryResult(ch.label, alert.key, True, attempt)
-                detail = response.text.strip().splitlines()[0][:120] if response.text.strip() else ""
-                error = f"HTTP {response.status_code} from {host}" + (f": {detail}" if detail else "")
-                if response.status_code < 500 and response.status_code not in (408, 429):
-                    # a 4xx other than timeout/rate limit will not get better by retrying
-                    return DeliveryResult(ch.label, alert.key, False, attempt, error)
-            if attempt < attempts:
-                sleep(_retry_delay(attempt, response))
-        return DeliveryResult(ch.label, alert.key, False, attempts, _gave_up(error, attempts))
+        request = client.build_request("POST", url, content=body, headers=headers, timeout=limit,
+                                       extensions={"deadline": ch.timeout * attempts})
+        try:
+            # no redirects: a webhook's custom headers often hold its secret, and would follow
+            response = send(client, request, retry=policy, sleep=sleep, follow_redirects=False)
+        except ProviderUnavailable as exc:
+            return DeliveryResult(ch.label, alert.key, False, request.extensions.get("attempts", 1), str(exc))
+        tries = request.extensions.get("attempts", 1)
+        if response.status_code < 300:
+            return DeliveryResult(ch.label, alert.key, True, tries)
+        text = response.text.strip()
+        detail = f": {text.splitlines()[0][:120]}" if text else ""
+        error = f"HTTP {response.status_code} from {request.url.host}{detail}"
+        if response.status_code in RETRY_STATUSES:
+            error = _gave_up(error, tries)
+        return DeliveryResult(ch.label, alert.key, False, tries, error)
     finally:
         if own:
             client.close()
@@ -494,7 +485,7 @@ def _run(alert: Alert, ch: CommandChannel, sleep: Callable[[float], None], env: 
 def deliver(
     alert: Alert,
     channel: Channel,
-    client: httpx.Client | None = None,
+    client: Client | None = None,
     sleep: Callable[[float], None] = time.sleep,
     *,
     env: Mapping[str, str] | None = None,
@@ -503,11 +494,13 @@ def deliver(
 ) -> DeliveryResult:
     """Send one alert through one channel, retrying failures; never raises.
 
-    Webhooks retry network errors, timeouts, 408/429 and 5xx (``Retry-After`` honoured up to 30 s);
-    commands retry a non-zero exit or a timeout. Each attempt ends, in total, after the channel's
-    ``timeout`` or ``deadline`` seconds (default: the request deadline), whichever is shorter, even
-    when the server drips its answer or the command leaves children behind. Error texts never
-    contain the webhook URL.
+    Webhooks go through the host's retry path (``tokenmeter.http``): network errors, timeouts,
+    408/429 and 5xx are retried (``Retry-After`` honoured, cut to 30 s), and the whole delivery,
+    waits included, ends within the channel's ``timeout`` x ``attempts``: a wait that would pass
+    it is not taken. Commands retry a non-zero exit or a timeout. Each attempt ends, in total, after
+    the channel's ``timeout`` or ``deadline`` seconds (default: the request deadline), whichever is
+    shorter, even when the server drips its answer or the command leaves children behind. Error
+    texts never contain the webhook URL.
     """
     env = os.environ if env is None else env
     try:

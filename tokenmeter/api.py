@@ -59,6 +59,7 @@ class Tokenmeter:
         zone = parse_timezone(tz) if tz else self.config.timezone
         p = resolve_period(now or datetime.now(UTC), zone, preset=period, date_from=date_from,
                            date_to=date_to, days=days)
+        self.store.refresh_rollup()  # reports read the rollup as it is: bring it up to date first
         return usage_report(self.store, p, by=parse_group_by(by),
                             filters=Filters(provider, source, model, project, agent), cost=cost)
 
@@ -93,6 +94,7 @@ class Tokenmeter:
         """Budget and quota statuses (level ok / warning / critical), as dicts."""
         from .insights import budget_statuses
 
+        self.store.refresh_rollup()
         statuses = budget_statuses(self.store, self.config, now or datetime.now(UTC), self.config.timezone)
         return [s.to_dict() for s in statuses]
 
@@ -100,6 +102,7 @@ class Tokenmeter:
         """Month-end projection and days until each budget or quota runs out."""
         from .insights import forecast_data
 
+        self.store.refresh_rollup()
         return forecast_data(self.store, self.config, now or datetime.now(UTC), self.config.timezone)
 
     def quotas(self) -> list[dict[str, Any]]:

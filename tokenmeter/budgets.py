@@ -20,7 +20,7 @@ Config::
     unit = "tokens"
     from = 2026-02-01
     to = 2026-12-31               # optional; open-ended when missing
-    provider = "qwen"             # filters: case-insensitive substrings, like --provider/--model
+    provider = "acme"             # filters: case-insensitive substrings, like --provider/--model
 """
 
 from __future__ import annotations

@@ -28,10 +28,10 @@ are (``usage_report(...).as_dict()["rows"]``): ``day`` is accepted for ``date`` 
          "unpriced_requests": 0},
       ],
       "by_model": [               # report --by model,provider rows
-        {"model": "qwen3-coder-plus", "provider": "qwen", "cost": "9.10", "currency": "USD",
+        {"model": "acme-large", "provider": "acme", "cost": "9.10", "currency": "USD",
          "cost_kind": "billed", "total_tokens": 900000, "requests": 120},
       ],
-      "by_provider": [{"provider": "qwen", "cost": "12.00", "currency": "USD", "cost_kind": "mixed",
+      "by_provider": [{"provider": "acme", "cost": "12.00", "currency": "USD", "cost_kind": "mixed",
                        "total_tokens": 1300000, "requests": 250}],
       "budgets": [                # BudgetStatus.to_dict(), optionally | forecast.exhaustion_info(...)
         {"name": "test", "kind": "budget", "used": "812000", "limit": "1000000", "remaining": "188000",
@@ -48,7 +48,7 @@ are (``usage_report(...).as_dict()["rows"]``): ``day`` is accepted for ``date`` 
       "rows": [                   # the detailed table: any report rows (date/day, week, month, quarter,
         {...},                    # provider, source, account, project, agent, model, metrics, cost,
       ],                          # currency, cost_kind, unpriced_requests); columns appear when some row has them
-      "notes": ["qwen: 12 logged requests on 2026-03-02 left out; a provider bill covers those days"],
+      "notes": ["acme: 12 logged requests on 2026-03-02 left out; a provider bill covers those days"],
     }
 
 ``share`` keys are not needed: the page computes shares from tokens and cost.

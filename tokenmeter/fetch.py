@@ -29,15 +29,15 @@ from .config import Config, build_settings, env_var_name, machine_id, request_de
 from .errors import ConfigError, InvalidRecord, ProviderError, SourceDataError, StoreError, TokenmeterError
 from .records import Cursor, QuotaSnapshot, UsageRecord
 from .sources import Source, SourceContext, Window
-from .store import Store, is_busy, is_full, is_read_only, iso
+from .store import Store, UsageStore, is_busy, is_full, is_read_only, iso
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows has no fcntl: fetches run unlocked there
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK_WAIT", "SourceResult", "exit_code_for", "make_pricer", "run_fetch", "run_one", "select_sources",
-           "source_lock"]
+__all__ = ["LOCK_WAIT", "SourceResult", "exit_code_for", "make_pricer", "refresh_rollup", "reprice", "run_fetch",
+           "run_one", "select_sources", "source_lock"]
 
 # How long a fetch waits for another fetch of the same source before stepping aside: long enough for
 # one that is just committing its last records, short enough not to hold up a cron job or a report.
@@ -87,6 +87,30 @@ def make_pricer(config: Config | None) -> Callable[[UsageRecord], Any] | None:
         )
 
     return price
+
+
+def reprice(store: UsageStore, pricer: Callable[[Any], Any] | None) -> tuple[int, int]:
+    """Re-estimate every stored row that names a model with ``pricer``; returns (changed, total)."""
+    rows = store.stored_usage()
+    # a stored row has the fields the pricer reads (provider, model, start, token counts)
+    changed = store.set_estimates((r.id, pricer(r) if pricer else None) for r in rows)
+    return changed, len(rows)
+
+
+ROLLUP_WAIT = 1.0  # seconds the rollup refresh after a fetch waits for another writer
+
+
+def refresh_rollup(store: UsageStore) -> None:
+    """Bring the report rollup up to date after a fetch, so the next report starts at once.
+
+    Skipped when another run holds the write lock: the next report refreshes it anyway.
+    """
+    try:
+        with store.busy_timeout(ROLLUP_WAIT):
+            store.refresh_rollup()
+    except StoreError as exc:
+        if exc.reason != "busy":
+            raise
 
 
 def _redact(text: str, secrets: Iterable[str]) -> str:
@@ -180,7 +204,7 @@ def _run_one(
     started = time.monotonic()
     started_at = iso(datetime.now(UTC))
     window = window or Window(start=None, end=ctx.now())
-    session = store.session(sid, source_cls.kind, pricer=pricer)
+    session = store.session(sid, source_cls.kind)
     try:
         settings = build_settings(source_cls.Settings, table, f"sources.{sid}")
         source = source_cls(settings, ctx)
@@ -191,7 +215,10 @@ def _run_one(
             if isinstance(item, Cursor):
                 last_cursor = dict(item.state)
                 session.checkpoint(last_cursor)
-            elif isinstance(item, UsageRecord | QuotaSnapshot):
+            elif isinstance(item, UsageRecord):
+                # priced here, before the store: the store keeps what it is given
+                session.add(item, pricer(item) if pricer is not None and item.model else None)
+            elif isinstance(item, QuotaSnapshot):
                 session.add(item)
             else:
                 raise InvalidRecord("item", f"fetch() yielded {type(item).__name__}", plugin=sid)
@@ -366,6 +393,8 @@ def run_fetch(
         results.append(r)
         if on_result:
             on_result(r)
+    if any(r.new or r.updated for r in results):
+        refresh_rollup(store)
     return results
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import pluggy
+
+if TYPE_CHECKING:
+    from .pricing.entries import PriceEntry, PriceRegion
 
 __all__ = ["hookimpl", "hookspec"]
 
@@ -28,4 +31,14 @@ def register_commands(cli: click.Group) -> None:
     """Add click commands to the root ``tokenmeter`` group.
 
     :param cli: the root click group; use ``@cli.command()`` to add commands.
+    """
+
+
+@hookspec
+def register_prices(register: Callable[[PriceEntry | PriceRegion], None]) -> None:
+    """Register dated model prices (per 1M tokens) and, optionally, the price regions they form.
+
+    :param register: call ``register(tokenmeter.PriceEntry(...))`` once per model, provider label and
+        date a price takes effect; ``register(tokenmeter.PriceRegion(...))`` groups several labels
+        under one currency and price list. Config ``[prices]`` overrides beat registered prices.
     """

@@ -2,7 +2,8 @@
 
 The pure parts live in ``budgets``, ``forecast``, ``alerts`` and ``dashboard``; this module sums
 the usage they need through the same report query the tables use, so budgets, forecasts and the
-dashboard see exactly the numbers the reports show (ledger-vs-log overlap excluded once).
+dashboard see exactly the numbers the reports show (ledger-vs-log overlap excluded once). Like the
+reports they read the rollup as it is: the caller refreshes it first.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from .config import Config
 from .forecast import Forecast, exhaustion_info, forecast
 from .periods import Period
 from .reports import Filters, usage_report
-from .store import Store, now_iso
+from .store import UsageStore
 
 __all__ = ["budget_statuses", "dashboard_data", "forecast_data", "notify"]
 
@@ -26,7 +27,7 @@ FORECAST_WINDOW = 7
 NO_CHANNEL = "no [[alerts]] channel takes this alert (add one to the config, see config.example.toml)"
 
 
-def _used(store: Store, budget: Budget, window: tuple[date, date], tz: tzinfo) -> Decimal:
+def _used(store: UsageStore, budget: Budget, window: tuple[date, date], tz: tzinfo) -> Decimal:
     f = budget.filters
     report = usage_report(
         store, Period(window[0], window[1], tz),
@@ -39,7 +40,7 @@ def _used(store: Store, budget: Budget, window: tuple[date, date], tz: tzinfo) -
     return Decimal(sum(r[key] or 0 for r in report.total))
 
 
-def budget_statuses(store: Store, config: Config, now: datetime, tz: tzinfo) -> list[BudgetStatus]:
+def budget_statuses(store: UsageStore, config: Config, now: datetime, tz: tzinfo) -> list[BudgetStatus]:
     """Every configured budget's status, then every provider quota snapshot's."""
     statuses = []
     for budget in parse_budgets(config.budgets):
@@ -50,7 +51,7 @@ def budget_statuses(store: Store, config: Config, now: datetime, tz: tzinfo) -> 
     return statuses
 
 
-def _series(store: Store, today: date, tz: tzinfo, filters: Filters, currency: str | None,
+def _series(store: UsageStore, today: date, tz: tzinfo, filters: Filters, currency: str | None,
             days: int) -> tuple[list[tuple[date, Decimal, int, int]], str | None]:
     start = min(today.replace(day=1), today - timedelta(days=days))
     report = usage_report(store, Period(start, today, tz), by=["day"], filters=filters)
@@ -70,7 +71,7 @@ def _quota_filters(status: BudgetStatus) -> Filters:
     return Filters(provider=status.provider, model=model)
 
 
-def forecast_data(store: Store, config: Config, now: datetime, tz: tzinfo,
+def forecast_data(store: UsageStore, config: Config, now: datetime, tz: tzinfo,
                   statuses: Sequence[BudgetStatus] | None = None,
                   window: int = FORECAST_WINDOW) -> dict[str, Any]:
     """Month-end projection plus days until each budget and quota runs out."""
@@ -102,15 +103,14 @@ def forecast_data(store: Store, config: Config, now: datetime, tz: tzinfo,
     return {"forecast": overall.to_dict(), "budgets": out}
 
 
-def notify(store: Store, statuses: Iterable[BudgetStatus], channels: Sequence[Channel], *,
+def notify(store: UsageStore, statuses: Iterable[BudgetStatus], channels: Sequence[Channel], *,
            dry_run: bool = False, client: Any = None, deadline: float | None = None) -> list[dict[str, Any]]:
     """Send alerts due now (once per level per budget period); returns what happened per alert.
 
     A key is stored only when at least one channel delivered, so a failed run retries next time.
     ``deadline`` caps each delivery attempt (default: the request deadline).
     """
-    sent = {tuple(r) for r in store.conn.execute("SELECT budget, level, period FROM alert_state")}
-    due: list[Alert] = pending_alerts(statuses, sent)
+    due: list[Alert] = pending_alerts(statuses, store.alerts_sent())
     results = []
     for alert in due:
         targets = [c for c in channels if c.wants(alert)]
@@ -122,10 +122,7 @@ def notify(store: Store, statuses: Iterable[BudgetStatus], channels: Sequence[Ch
         deliveries = [deliver(alert, c, client, deadline=deadline) for c in targets]
         ok = any(d.ok for d in deliveries)
         if ok:
-            store.conn.execute(
-                "INSERT OR REPLACE INTO alert_state (budget, level, period, sent_at) VALUES (?, ?, ?, ?)",
-                (*alert.key, now_iso()),
-            )
+            store.mark_alert_sent(*alert.key)
         result = {"alert": alert.message, "sent": ok,
                   "deliveries": [{"channel": d.channel, "ok": d.ok, "attempts": d.attempts,
                                   "error": d.error} for d in deliveries]}
@@ -141,7 +138,7 @@ def load_channels(config: Config) -> list[Channel]:
     return parse_alerts(config.alerts)
 
 
-def dashboard_data(store: Store, config: Config, period: Period, now: datetime,
+def dashboard_data(store: UsageStore, config: Config, period: Period, now: datetime,
                    title: str = "tokenmeter usage") -> dict[str, Any]:
     """Everything ``render_dashboard`` shows, from the same queries as the reports."""
     tz = period.tz

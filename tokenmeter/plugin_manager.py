@@ -22,7 +22,7 @@ from . import hookspecs
 from .errors import PluginError
 from .output import safe_text
 
-__all__ = ["get_plugins", "get_sources", "load_commands", "load_plugins", "pm"]
+__all__ = ["get_plugins", "get_prices", "get_sources", "load_commands", "load_plugins", "pm"]
 
 GROUP = "tokenmeter"
 
@@ -186,6 +186,67 @@ def get_sources() -> dict[str, Any]:
     return dict(sorted(found.items()))
 
 
+def get_prices() -> tuple[list[Any], list[Any]]:
+    """Registered ``(PriceEntry list, PriceRegion list)``, each stamped with its plugin's name.
+
+    A plugin that registers something that is not a price, a label another plugin's region already
+    claims, a price in another currency than its region, or a price another plugin already registered
+    (same model, label and date) has that item rejected, naming both plugins.
+    """
+    from dataclasses import replace
+
+    from .pricing.entries import PriceEntry, PriceRegion
+
+    load_plugins()
+    entries: list[Any] = []
+    regions: list[Any] = []
+    label_owner: dict[str, Any] = {}  # lower-case label -> its PriceRegion
+    for impl in reversed(pm.hook.register_prices.get_hookimpls()):
+        plugin_name, _ = _plugin_label(impl.plugin_name)
+        registered: list[Any] = []
+        try:
+            impl.function(register=registered.append)
+        except Exception as exc:
+            _record_once(plugin_name, f"register_prices failed: {type(exc).__name__}: {exc}")
+            continue
+        for item in registered:
+            if isinstance(item, PriceRegion):
+                clash = next((label_owner[p.lower()] for p in item.providers if p.lower() in label_owner), None)
+                clash = clash or next((r for r in regions if r.id == item.id), None)
+                if clash is not None:
+                    _record_once(plugin_name, f"price region {item.id!r} overlaps region {clash.id!r} of "
+                                              f"{clash.plugin}; {plugin_name} cannot register it too")
+                    continue
+                region = replace(item, plugin=plugin_name)
+                regions.append(region)
+                label_owner.update({p.lower(): region for p in item.providers})
+            elif isinstance(item, PriceEntry):
+                entries.append(replace(item, plugin=plugin_name, origin="plugin", region=None))
+            else:
+                _record_once(plugin_name, f"register() was given {item!r}, not a tokenmeter.PriceEntry "
+                                          "or tokenmeter.PriceRegion")
+    kept: list[Any] = []
+    seen: dict[tuple[str | None, str, Any], Any] = {}
+    for e in entries:
+        label = e.provider.lower() if e.provider else None
+        region = label_owner.get(label) if label else None
+        if label and region is None:  # a label no region lists is a region of its own: its first price's currency
+            region = label_owner[label] = PriceRegion(id=e.provider, currency=e.currency, providers=(e.provider,),
+                                                      plugin=e.plugin)
+        if region is not None and e.currency != region.currency:
+            _record_once(e.plugin, f"price of {e.model} for {e.provider} is in {e.currency}, but region "
+                                   f"{region.id} ({region.plugin}) is priced in {region.currency}")
+            continue
+        key = (region.id if region is not None else label, e.model.lower(), e.effective)
+        if key in seen:
+            _record_once(e.plugin, f"price of {e.model} for {e.provider or 'any provider'} from "
+                                   f"{e.effective or 'always'} is already registered by {seen[key].plugin}")
+            continue
+        seen[key] = e
+        kept.append(e)
+    return kept, regions
+
+
 def _record_once(plugin: str, message: str) -> None:
     if any(e.plugin == plugin and e.error == message for e in _state.errors):
         return
@@ -204,11 +265,17 @@ def _check_source_class(cls: Any, base: type, kinds: tuple[str, ...]) -> str | N
 
 
 def get_plugins() -> list[dict[str, Any]]:
-    """What ``tokenmeter plugins`` prints: name, version, hooks, sources, load errors."""
+    """What ``tokenmeter plugins`` prints: name, version, hooks, sources, prices, load errors."""
     sources = get_sources()
     by_plugin: dict[str, list[str]] = {}
     for sid, cls in sources.items():
         by_plugin.setdefault(cls._tokenmeter_plugin, []).append(sid)
+    entries, regions = get_prices()  # also reports rejected price registrations
+    prices_of: dict[str, dict[str, Any]] = {}
+    for e in entries:
+        prices_of.setdefault(e.plugin, {"entries": 0, "regions": []})["entries"] += 1
+    for r in regions:
+        prices_of.setdefault(r.plugin, {"entries": 0, "regions": []})["regions"].append(r.id)
     out: list[dict[str, Any]] = []
     for plugin in pm.get_plugins():
         name = pm.get_name(plugin) or repr(plugin)
@@ -219,6 +286,8 @@ def get_plugins() -> list[dict[str, Any]]:
             entry["distribution"] = _state.distribution[name]
             entry["entry_point"] = name
         entry["sources"] = sorted(by_plugin.get(dist, []))
+        if "register_prices" in hooks:  # how many dated prices it registered, and its price regions
+            entry["prices"] = prices_of.get(dist, {"entries": 0, "regions": []})
         errors = [e.error for e in _state.errors if e.plugin == dist]
         if errors:
             entry["errors"] = errors

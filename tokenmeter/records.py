@@ -156,7 +156,7 @@ def _subset(rec: UsageRecord, part: str, whole: str) -> None:
 class QuotaSnapshot:
     """A provider-side quota or balance as observed at ``observed_at``.
 
-    ``name`` is e.g. ``free-tier/qwen3.6-plus``, ``coding-plan/per_5h``, ``credits``,
+    ``name`` is e.g. ``free-tier/<model>``, ``coding-plan/per_5h``, ``credits``,
     ``key-limit``; ``unit`` is ``tokens``, ``requests``, ``images`` or an ISO currency.
     """
 

@@ -121,8 +121,8 @@ class SourceContext:
 
     @property
     def http(self) -> httpx.Client:
-        """An ``httpx.Client`` with the host's timeouts, retries, total deadline, proxy settings and
-        user agent."""
+        """An ``httpx.Client`` (``tokenmeter.http.Client``) with the host's timeouts, retries, total
+        deadline, proxy settings and user agent: the one retry path (see ``tokenmeter.http``)."""
         if self._http is None:
             if self._http_factory is None:
                 from .http import make_client
@@ -237,6 +237,16 @@ class Source:
 
         ``tokenmeter fetch`` with no names skips unavailable sources quietly; naming the source
         runs it anyway so the user sees the real error.
+        """
+        return None
+
+    @classmethod
+    def demo_settings(cls, workdir: Path) -> dict[str, Any] | None:
+        """Offer sample data to ``tokenmeter demo``: copy it under ``workdir``, return the settings.
+
+        The returned dict is this source's ``[sources.<id>]`` table for the demo run (e.g. the path of
+        the copied sample log). ``None`` (the default) means the source has no demo data. Runs
+        offline: no network, no credentials.
         """
         return None
 

@@ -23,6 +23,17 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 
+# `promtool` (Debian's prometheus package) checks the `tokenmeter metrics` output and the example
+# alert rules in tests/test_metrics.py; install it when we can (root + apt).
+if ! command -v promtool >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
+      || echo "tools/test.sh: could not install prometheus (promtool); the promtool tests will be skipped" >&2
+  else
+    echo "tools/test.sh: promtool not found; the promtool tests will be skipped" >&2
+  fi
+fi
+
 # The real Qwen Code clients for tests/test_qwen_code_conformance.py (npm; warns and goes on offline).
 bash tools/install_qwen_code.sh
 ruff check .

@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
-"""Regenerate ``tokenmeter/pricing/prices.json``, the bundled price table (maintainer script).
+"""Regenerate the built-in plugins' price tables (maintainer script).
+
+``plugins/alibaba_prices/prices.json`` (regions ``intl`` and ``cn``, registered by the
+``alibaba-prices`` plugin) and ``plugins/huawei_maas/prices.json`` (region ``huawei-maas``, registered
+by ``huawei-maas``). Entries use ``tokenmeter.PriceEntry`` field names (``effective``,
+``reasoning``) plus ``region`` (which of the plugin's price regions) and ``basis`` (how the date
+was established).
 
 Not run by the tests and never at runtime. It needs only PyPI:
 
     python tools/update_prices.py                         # pip download model-prices, write the table
     python tools/update_prices.py --model-prices-wheel /tmp/x/model_prices-0.0.5-py3-none-any.whl
     python tools/update_prices.py --litellm-wheel /tmp/ll/litellm-1.110.2-....whl   # also cross-check
-    python tools/update_prices.py --check                 # compare with the committed file, write nothing
+    python tools/update_prices.py --check                 # compare with the committed files, write nothing
 
 Where the numbers come from (each entry also carries its own ``source`` URL):
 
@@ -49,7 +55,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "tokenmeter" / "pricing" / "prices.json"
+OUT = ROOT / "plugins" / "alibaba_prices" / "prices.json"
+HUAWEI_OUT = ROOT / "plugins" / "huawei_maas" / "prices.json"
+HUAWEI_REGIONS = ("huawei-maas",)
+CONTRACT_KEYS = {"valid_from": "effective", "thinking_output": "reasoning"}  # -> tokenmeter.PriceEntry names
 MP_VERSION = "0.0.5"
 INTL_SOURCE = "https://www.alibabacloud.com/help/en/model-studio/model-pricing"
 CN_SOURCE = "https://help.aliyun.com/zh/model-studio/model-pricing"
@@ -272,14 +281,14 @@ def build(mp_snapshot: dict[str, Any], as_of: str) -> dict[str, Any]:
              "thinking_output", "tiers", "aliases", "source", "basis", "note")
     entries = [{k: e[k] for k in order if k in e} for e in entries]
     entries.sort(key=lambda e: (e["region"], e["model"].lower(), e["valid_from"]))
+    entries = [_contract_names(e) for e in entries]
     md = mp_snapshot["models_dev"]
     return {
         "schema": 1,
         "version": as_of,
         "basis": (f"tokenmeter-prices {as_of}: intl from model-prices {MP_VERSION} "
                   f"(snapshot {mp_snapshot['updated_at'][:10]}, models.dev {md['commit'][:8]}); "
-                  f"cn curated (models.dev alibaba-cn 735cde79, help.aliyun.com); "
-                  f"huawei-maas curated (price-modelarts-0047, 2025-10-14)"),
+                  f"cn curated (models.dev alibaba-cn 735cde79, help.aliyun.com)"),
         "units": "price per 1,000,000 tokens, in the entry's currency",
         "notices": [
             "model-prices (https://github.com/wakamex/model-prices), MIT License",
@@ -289,12 +298,28 @@ def build(mp_snapshot: dict[str, Any], as_of: str) -> dict[str, Any]:
     }
 
 
+def _contract_names(e: dict[str, Any]) -> dict[str, Any]:
+    out = {CONTRACT_KEYS.get(k, k): v for k, v in e.items()}
+    if "tiers" in out:
+        out["tiers"] = [{CONTRACT_KEYS.get(k, k): v for k, v in t.items()} for t in out["tiers"]]
+    return out
+
+
+def split(table: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the Alibaba table, the Huawei table): each plugin ships only its own prices."""
+    huawei = {k: table[k] for k in ("schema", "version", "units")}
+    huawei["basis"] = "huawei-maas curated (price-modelarts-0047, 2025-10-14)"
+    huawei["entries"] = [e for e in table["entries"] if e["region"] in HUAWEI_REGIONS]
+    alibaba = dict(table, entries=[e for e in table["entries"] if e["region"] not in HUAWEI_REGIONS])
+    return alibaba, huawei
+
+
 def cross_check(table: dict[str, Any], litellm: dict[str, Any], as_of: str) -> list[str]:
     """Compare today's intl prices with LiteLLM's ``dashscope/<model>`` (USD per token)."""
     problems = []
     latest: dict[str, dict[str, Any]] = {}
     for e in table["entries"]:
-        if e["region"] == "intl" and e["valid_from"] <= as_of:
+        if e["region"] == "intl" and e["effective"] <= as_of:
             latest[e["model"]] = e
     per_m = Decimal(1_000_000)
     for model, e in sorted(latest.items()):
@@ -322,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--as-of", default=datetime.now(UTC).date().isoformat(), help="version date (YYYY-MM-DD)")
     p.add_argument("--strict", action="store_true", help="fail when the LiteLLM cross-check differs")
     p.add_argument("--check", action="store_true", help="only report whether the committed file is current")
-    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--out", type=Path, default=OUT, help="the Alibaba table")
+    p.add_argument("--huawei-out", type=Path, default=HUAWEI_OUT, help="the Huawei table")
     args = p.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -340,15 +366,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"litellm differs: {line}", file=sys.stderr)
         if problems and args.strict:
             return 1
-    text = json.dumps(table, indent=1, ensure_ascii=False) + "\n"
-    if args.check:
-        current = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
-        same = json.loads(current)["entries"] == table["entries"] if current else False
-        print("prices.json is current" if same else "prices.json differs from a fresh build")
-        return 0 if same else 1
-    args.out.write_text(text, encoding="utf-8")
-    print(f"wrote {args.out} ({len(table['entries'])} entries)")
-    return 0
+    current = True
+    for out, part in zip((args.out, args.huawei_out), split(table), strict=True):
+        if args.check:
+            old = out.read_text(encoding="utf-8") if out.exists() else ""
+            same = json.loads(old)["entries"] == part["entries"] if old else False
+            print(f"{out} is current" if same else f"{out} differs from a fresh build")
+            current = current and same
+            continue
+        out.write_text(json.dumps(part, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"wrote {out} ({len(part['entries'])} entries)")
+    return 0 if current else 1
 
 
 if __name__ == "__main__":

@@ -25,10 +25,12 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tokenmeter import Cursor, Source, SourceDataError, UsageRecord, Window
 
+from .demo import copy_demo_data
 from .qwen_chat import GENERIC_MARKS, MAIN, ChatParser, Row, tokens_from_counts, unrecognised_usage, usage_to_tokens
 from .tail import LineLocator, check_readable, expand_paths, ingest
 from .tsv import parse_timestamp
@@ -246,6 +248,11 @@ class QwenCodeSource(Source):
                               "$QWEN_RUNTIME_DIR, settings advanced.runtimeOutputDir, $QWEN_HOME, ~/.qwen "
                               "that exists)"},
         )
+
+    @classmethod
+    def demo_settings(cls, workdir: Path) -> dict[str, Any] | None:
+        """The demo reads sample chat logs of two projects (copied to ``workdir/qwen``)."""
+        return {"roots": [str(copy_demo_data("qwen", workdir))]}
 
     # -- files -----------------------------------------------------------------------------------
     def roots(self) -> list[str]:

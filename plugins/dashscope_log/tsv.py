@@ -30,10 +30,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
 from tokenmeter import Cursor, Source, SourceDataError, UsageRecord, Window
 
+from .demo import copy_demo_data
 from .tail import LineLocator, check_readable, expand_paths, ingest
 
 __all__ = ["DEFAULT_PATHS", "DEFAULT_TSV", "DEFAULT_VISION_TSV", "DashscopeLogSource", "TsvParser"]
@@ -219,6 +221,11 @@ class DashscopeLogSource(Source):
             metadata={"help": "TSV log files or globs (~ expanded), e.g. include rotated 'qwen-usage.tsv*'; "
                               "default: qwen-usage.tsv and qwen-vision-usage.tsv"},
         )
+
+    @classmethod
+    def demo_settings(cls, workdir: Path) -> dict[str, Any] | None:
+        """The demo reads a sample ``qwen-usage.tsv`` (copied to ``workdir``)."""
+        return {"paths": [str(copy_demo_data("qwen-usage.tsv", workdir))]}
 
     def _files(self) -> list[str]:
         files = expand_paths(self.settings.paths)

@@ -1,4 +1,4 @@
-"""Built-in plugin: Huawei Cloud MaaS usage statistics (source ``huawei-maas``)."""
+"""Built-in plugin: Huawei Cloud MaaS usage statistics (source ``huawei-maas``) and its list prices."""
 
 from __future__ import annotations
 
@@ -7,11 +7,17 @@ from typing import Any
 
 from tokenmeter import hookimpl
 
+from . import prices
 from .source import HuaweiMaasSource
 
-__all__ = ["HuaweiMaasSource", "register_sources"]
+__all__ = ["HuaweiMaasSource", "register_prices", "register_sources"]
 
 
 @hookimpl
 def register_sources(register: Callable[[type[Any]], None]) -> None:
     register(HuaweiMaasSource)
+
+
+@hookimpl
+def register_prices(register: Callable[[Any], None]) -> None:
+    prices.register_prices(register)

@@ -3,13 +3,21 @@
 The signer canonicalises the path and query and signs every header present, so the caller must
 send exactly ``SignedRequest.url``, ``headers`` and ``body``. ``X-Security-Token`` (temporary
 credentials) is put in the headers *before* signing so that it is signed too.
+
+``AkSkSigner`` does that to a request on every try: it is the ``auth`` the source passes to the
+host's retry path, which runs it again before each retry, so no signature (valid 15 minutes) is
+ever sent twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from tokenmeter import RequestSigner
 
 from .credentials import Credentials
 
@@ -66,3 +74,25 @@ def sign(
         headers=dict(signed.header_params),
         body=body,
     )
+
+
+class AkSkSigner(RequestSigner):
+    """Sign each try of a request at ``utcnow()``, after ``before()`` (the source's pacing) ran."""
+
+    def __init__(self, creds: Credentials, utcnow: Callable[[], datetime],
+                 before: Callable[[], None] | None = None) -> None:
+        self.creds = creds
+        self.utcnow = utcnow
+        self.before = before
+
+    def sign(self, request: Any) -> None:
+        if self.before is not None:
+            self.before()  # pace first, so the signature's time is the time it is sent
+        url = request.url
+        netloc = url.netloc.decode("ascii")
+        path, _, query = url.raw_path.decode("ascii").partition("?")
+        signed = sign(request.method, url.scheme, netloc, path, self.creds, when=self.utcnow(),
+                      query=parse_qsl(query, keep_blank_values=True), body=request.content)
+        # send the path and query exactly as signed (the signer's canonical query order and quoting)
+        request.url = url.copy_with(raw_path=signed.url.removeprefix(f"{url.scheme}://{netloc}").encode("ascii"))
+        request.headers.update(signed.headers)

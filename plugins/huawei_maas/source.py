@@ -2,8 +2,9 @@
 
 ShowStatistics returns one aggregate for a time window, and keeps 30 days. To build a daily ledger
 (kept by tokenmeter beyond those 30 days) the source asks once per local day window, per
-``service_type`` × ``infer_type``. Each request is signed with the AK/SK just before it is sent,
-and again on every retry, because a signature is only valid for 15 minutes.
+``service_type`` × ``infer_type``. Each request goes through the host's retry path
+(``tokenmeter.send``) with an ``AkSkSigner`` as its auth, so it is signed with the AK/SK just
+before it is sent, and again on every retry, because a signature is only valid for 15 minutes.
 """
 
 from __future__ import annotations
@@ -27,12 +28,15 @@ from tokenmeter import (
     ProviderRateLimited,
     ProviderResponseError,
     ProviderUnavailable,
+    RetryEvent,
+    RetryPolicy,
     Source,
     SourceContext,
     UsageRecord,
     Window,
     check_base_url,
     parse_retry_after,
+    send,
 )
 
 from . import credentials as creds_mod
@@ -261,12 +265,12 @@ class HuaweiMaasSource(Source):
             },
         )
 
-    # Retry and pacing policy; class attributes so tests (and a subclass) can tune them.
+    # Retry and pacing policy; class attributes so tests (and a subclass) can tune them. The
+    # retrying itself is the host's (``_retry_policy``); these numbers are the API's own advice.
     clock: ClassVar[Clock] = Clock()
     rate_limit_wait: ClassVar[float] = 60.0  # the API's advice after a 429
     max_rate_limit_wait: ClassVar[float] = 120.0  # never sleep longer than this for one 429
-    rate_limit_retries: ClassVar[int] = 3
-    server_retries: ClassVar[int] = 3  # 5xx and network errors
+    retries: ClassVar[int] = 3  # after a 429, a 5xx or a network error
     backoff: ClassVar[float] = 2.0  # first wait after a 5xx/network error; doubles
     pace_limit: ClassVar[int] = 180  # calls per rolling minute; the API allows 200 per user
     pace_period: ClassVar[float] = 60.0
@@ -275,6 +279,7 @@ class HuaweiMaasSource(Source):
         super().__init__(settings, ctx)
         self.config = validate(settings)
         self._creds: Credentials | None = None
+        self._auth: signing.AkSkSigner | None = None  # made in fetch(), once the credentials are known
         self._calls: collections.deque[float] = collections.deque()
 
     # -- host interface ----------------------------------------------------------------------
@@ -284,6 +289,7 @@ class HuaweiMaasSource(Source):
     def fetch(self, window: Window, cursor: Mapping[str, Any]) -> Iterator[Any]:
         cfg = self.config
         self._creds = creds_mod.load(self.ctx, cfg.credentials_file)
+        self._auth = signing.AkSkSigner(self._creds, self.clock.utcnow, before=self._pace)
         tz = self.ctx.timezone or UTC
         now = self.ctx.now()
         today = now.astimezone(tz).date()
@@ -517,6 +523,21 @@ class HuaweiMaasSource(Source):
                 self._calls.popleft()
         self._calls.append(now)
 
+    def _retry_policy(self) -> RetryPolicy:
+        """The host's retry path, tuned to the API: 60 s after a 429 (its advice), a Retry-After
+        cut to 120 s, plain doubling backoff, every 5xx, and each try within the request deadline."""
+        return RetryPolicy(
+            attempts=self.retries + 1,
+            backoff=self.backoff,
+            max_backoff=self.backoff * 2**self.retries,
+            max_wait=self.max_rate_limit_wait,
+            cap_wait=True,
+            rate_limit_wait=self.rate_limit_wait,
+            jitter=False,
+            statuses=frozenset({429, *range(500, 600)}),
+            attempt_deadline=self.ctx.request_deadline,
+        )
+
     def _call(
         self,
         method: str,
@@ -526,79 +547,56 @@ class HuaweiMaasSource(Source):
         query: Sequence[tuple[str, str]] = (),
         body: bytes = b"",
     ) -> Any:
-        """Sign, send, retry (re-signing each time) and return the parsed JSON answer."""
-        import httpx
-
-        assert self._creds is not None
-        rate_limited = 0
-        failures = 0
-        while True:
-            self._pace()
-            # Sign immediately before sending, with a fresh X-Sdk-Date, on every attempt.
-            signed = signing.sign(
-                method,
-                endpoint.scheme,
-                endpoint.netloc,
-                endpoint.base_path + path,
-                self._creds,
-                when=self.clock.utcnow(),
-                query=query,
-                body=body,
-            )
-            request = self.ctx.http.build_request(
-                method, signed.url, headers=signed.headers, content=signed.body, extensions={"retry": False}
-            )
-            try:
-                # Never follow a redirect: httpx would forward X-Security-Token to the other host.
-                response = self.ctx.http.send(request, follow_redirects=False)
-            except httpx.TransportError as exc:
-                failures += 1
-                reason = "timed out" if isinstance(exc, httpx.TimeoutException) else type(exc).__name__
-                if failures > self.server_retries:
-                    raise ProviderUnavailable(
-                        f"huawei-maas: cannot reach {endpoint.host} ({reason}) after {failures} tries",
-                        source=SOURCE_ID,
-                    ) from None
-                self._wait(self.backoff * 2 ** (failures - 1), f"{endpoint.host} unreachable ({reason})")
-                continue
-            status = response.status_code
-            self.ctx.log.debug("%s %s -> HTTP %d", method, path, status)
-            if status == 429:
-                rate_limited += 1
-                after = parse_retry_after(response.headers.get("Retry-After"))
-                wait = min(after if after is not None else self.rate_limit_wait, self.max_rate_limit_wait)
-                if rate_limited > self.rate_limit_retries:
-                    raise ProviderRateLimited(
-                        f"huawei-maas: still rate limited (HTTP 429) after {self.rate_limit_retries} "
-                        "retries; "
-                        "the API allows 200 requests per minute per user, try again later",
-                        retry_after=after if after is not None else wait,
-                        source=SOURCE_ID,
-                    )
-                self._wait(
-                    wait, f"rate limited (HTTP 429), retry {rate_limited} of {self.rate_limit_retries}"
-                )
-                continue
-            if status >= 500:
-                failures += 1
-                if failures > self.server_retries:
-                    raise ProviderUnavailable(
-                        f"huawei-maas: HTTP {status} from {endpoint.host}{self._detail(response)}; "
-                        "try again later",
-                        source=SOURCE_ID,
-                    )
-                self._wait(self.backoff * 2 ** (failures - 1), f"HTTP {status} from {endpoint.host}")
-                continue
-            if status >= 300:
-                self._raise_for(response, endpoint)
-            return self._json(response, endpoint)
-
-    def _wait(self, seconds: float, why: str) -> None:
+        """Send one signed call through the host's retry path and return the parsed JSON answer."""
+        http = self.ctx.http
+        # the whole call may also wait out the 429s the API asks us to (its deadline covers waits)
+        deadline = self.ctx.request_deadline + self.retries * self.max_rate_limit_wait
+        request = http.build_request(
+            method,
+            f"{endpoint.scheme}://{endpoint.netloc}{endpoint.base_path}{path}",
+            params=list(query),
+            content=body,
+            extensions={"deadline": deadline},
+        )
         previous = self.ctx.progress.description
-        self.ctx.progress.describe(f"huawei-maas: {why}; waiting {seconds:.0f}s")
-        self.ctx.log.info("huawei-maas: %s; waiting %.0fs", why, seconds)
-        self.clock.sleep(seconds)
-        self.ctx.progress.describe(previous)
+        try:
+            # Never follow a redirect: httpx would forward X-Security-Token to the other host.
+            response = send(http, request, source=SOURCE_ID, retry=self._retry_policy(), auth=self._auth,
+                            sleep=self.clock.sleep, on_retry=self._on_retry, follow_redirects=False)
+        finally:
+            if request.extensions.get("attempts", 1) > 1:
+                self.ctx.progress.describe(previous)
+        status = response.status_code
+        self.ctx.log.debug("%s %s -> HTTP %d", method, path, status)
+        tries = request.extensions.get("attempts", 1)
+        if status == 429:
+            after = parse_retry_after(response.headers.get("Retry-After"))
+            raise ProviderRateLimited(
+                f"huawei-maas: still rate limited (HTTP 429) after {tries - 1} retries; "
+                "the API allows 200 requests per minute per user, try again later",
+                retry_after=after if after is not None else self.rate_limit_wait,
+                source=SOURCE_ID,
+            )
+        if status >= 500:
+            raise ProviderUnavailable(
+                f"huawei-maas: HTTP {status} from {endpoint.host}{self._detail(response)}; try again later",
+                source=SOURCE_ID,
+            )
+        if status >= 300:
+            self._raise_for(response, endpoint)
+        return self._json(response, endpoint)
+
+    def _on_retry(self, event: RetryEvent) -> None:
+        """Say on the progress line (and in the log) why the source is waiting."""
+        host = event.request.url.netloc.decode("ascii")
+        if event.status == 429:
+            why = f"rate limited (HTTP 429), retry {event.attempt} of {event.attempts - 1}"
+        elif event.status is not None:
+            why = f"HTTP {event.status} from {host}"
+        else:
+            why = f"{host} unreachable ({type(event.error).__name__})"
+        self.ctx.progress.describe(f"huawei-maas: {why}; waiting {event.wait:.0f}s")
+        self.ctx.log.info("huawei-maas: %s; waiting %.0fs", why, event.wait)
 
     def _raise_for(self, response: Any, endpoint: Endpoint) -> None:
         status = response.status_code

@@ -9,13 +9,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from tokenmeter import hookimpl
+from tokenmeter import PriceRegion, hookimpl
 
 from .source import OpenRouterSource
 
-__all__ = ["OpenRouterSource", "register_sources"]
+__all__ = ["OpenRouterSource", "register_prices", "register_sources"]
+
+# OpenRouter reports billed USD, so it brings no prices; the region keeps its records in USD and
+# out of any other price list (a CNY override never applies to them).
+REGION = PriceRegion(id="openrouter", currency="USD", providers=("openrouter",),
+                     description="OpenRouter (its API reports billed cost); no bundled prices")
 
 
 @hookimpl
 def register_sources(register: Any) -> None:
     register(OpenRouterSource)
+
+
+@hookimpl
+def register_prices(register: Any) -> None:
+    register(REGION)

@@ -112,7 +112,7 @@ def cli(ctx: click.Context, dashboard: bool, **kwargs: Any) -> None:
     if not isinstance(ctx.obj, Env):
         ctx.obj = Env()
     if ctx.invoked_subcommand is not None:
-        # `tokenmeter --provider qwen report` would otherwise report every provider
+        # `tokenmeter --provider acme report` would otherwise report every provider
         stray = _given(ctx, [p.name for p in ctx.command.params
                              if p.name and p.name not in ("db_opt", "config_opt", "debug_opt", "version")])
         if stray:
@@ -146,12 +146,14 @@ def _register_builtin_commands() -> None:
     from .db import db_group
     from .fetch import fetch_cmd
     from .insights import budget_cmd, dashboard_cmd, forecast_cmd, reconcile_cmd
+    from .metrics import metrics_cmd
     from .misc import demo_cmd, prices_cmd, quota_cmd, reprice_cmd, sources_cmd
     from .plugin_install import plugins_group
     from .report import report_cmd
 
     for command in (report_cmd, fetch_cmd, sources_cmd, plugins_group, quota_cmd, prices_cmd,
-                    reprice_cmd, demo_cmd, db_group, budget_cmd, forecast_cmd, dashboard_cmd, reconcile_cmd):
+                    reprice_cmd, demo_cmd, db_group, budget_cmd, forecast_cmd, dashboard_cmd, reconcile_cmd,
+                    metrics_cmd):
         cli.add_command(command)
 
 

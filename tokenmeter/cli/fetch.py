@@ -92,7 +92,7 @@ def fetch_cmd(sources: tuple[str, ...], date_from: str | None, date_to: str | No
     \b
     Examples:
       tokenmeter fetch
-      tokenmeter fetch openrouter --from 2026-03-01
+      tokenmeter fetch SOURCE --from 2026-03-01
     """
     env = get_env()
     installed = get_sources()

@@ -46,6 +46,7 @@ def budget_cmd(do_notify: bool, dry_run: bool, quiet: bool, tz: str | None, fmt:
     env = get_env()
     zone = env.timezone(tz)
     with env.open_store() as store:
+        store.refresh_rollup()
         statuses = budget_statuses(store, env.config, env.now(), zone)
         deliveries = []
         if do_notify and not dry_run and store.read_only:
@@ -129,6 +130,7 @@ def forecast_cmd(tz: str | None, fmt: str) -> None:
     env = get_env()
     zone = env.timezone(tz)
     with env.open_store() as store:
+        store.refresh_rollup()
         data = forecast_data(store, env.config, env.now(), zone)
     if fmt == "json":
         click.echo(dumps(data))
@@ -171,6 +173,7 @@ def run_dashboard(*, period_name: str | None, output: str | None, open_browser: 
     now = env.now()
     period = resolve_period(now, zone, preset=period_name or "month")
     with env.open_store() as store:
+        store.refresh_rollup()
         data = dashboard_data(store, env.config, period, now)
     from ..dashboard import render_dashboard
 
@@ -220,6 +223,7 @@ def reconcile_cmd(period_name: str, date_from: str | None, date_to: str | None, 
     period = resolve_period(env.now(), env.timezone(tz), preset=period_name, date_from=date_from,
                             date_to=date_to)
     with env.open_store() as store:
+        store.refresh_rollup()
         rows = reconcile_report(store, period, filters=Filters(provider=provider, model=model))
     for row in rows:
         # a log's own cost beside the price table's estimate of the same calls (same currency only)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from datetime import UTC
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +12,7 @@ import click
 
 from ..config import Config, settings_help
 from ..errors import ConfigError, SourceDataError
-from ..fetch import make_pricer, run_fetch
+from ..fetch import make_pricer, reprice, run_fetch
 from ..output import dumps, safe_text
 from ..periods import Period, _parse_date
 from ..plugin_manager import get_sources
@@ -24,7 +22,7 @@ from .common import common_options, emit, format_options, get_env
 
 
 @click.command(name="sources")
-@click.option("--no-check", is_flag=True, help="Skip sources' health checks (e.g. `qwencloud auth status`).")
+@click.option("--no-check", is_flag=True, help="Skip sources' health checks (e.g. a provider CLI's login status).")
 @format_options
 @common_options
 def sources_cmd(fmt: str, no_check: bool) -> None:
@@ -129,7 +127,11 @@ def quota_cmd(fmt: str) -> None:
 @format_options
 @common_options
 def prices_cmd(model: str | None, on_day: str | None, fmt: str) -> None:
-    """The price tokenmeter would use for MODEL (substring), and where it came from."""
+    """The price tokenmeter would use for MODEL (substring), and where it came from.
+
+    Prices come from plugins (the `plugin` column names the one that registered the price) and
+    from `[prices."<model>"]` tables in your config (origin `config`), which win.
+    """
     from ..pricing import PriceBook
 
     env = get_env()
@@ -140,7 +142,8 @@ def prices_cmd(model: str | None, on_day: str | None, fmt: str) -> None:
         click.echo(safe_text(f"No price known for {model!r}: its usage is counted as unpriced. "
                              f'Add [prices."{model}"] to your config to price it.'), err=True)
     cols = [c for c in ("model", "region", "currency", "valid_from", "input", "output", "cache_read",
-                        "cache_write", "thinking_output", "tiers", "origin", "source") if not rows or c in rows[0]]
+                        "cache_write", "thinking_output", "tiers", "origin", "plugin", "source")
+            if not rows or c in rows[0]]
     emit({"basis": book.basis, "day": day, "prices": rows}, rows, cols, fmt)
 
 
@@ -151,11 +154,22 @@ def reprice_cmd() -> None:
     env = get_env()
     pricer = make_pricer(env.config)
     with env.open_store() as store:
-        changed, total = store.reprice(pricer)
+        changed, total = reprice(store, pricer)
     click.echo(f"Repriced {total} records; {changed} estimates changed.")
 
 
-DEMO_SOURCES = ("dashscope-log", "qwen-code")
+def demo_sources(installed: dict[str, Any], workdir: Path) -> dict[str, dict[str, Any]]:
+    """The settings of every installed source that offers demo data (``Source.demo_settings``)."""
+    offered: dict[str, dict[str, Any]] = {}
+    for sid, cls in installed.items():
+        try:
+            settings = cls.demo_settings(workdir / sid)
+        except Exception as exc:  # one plugin's broken demo must not stop the others'
+            click.echo(safe_text(f"{sid}: no demo: {type(exc).__name__}: {exc}"), err=True)
+            continue
+        if settings is not None:
+            offered[sid] = dict(settings)
+    return offered
 
 
 @click.command(name="demo")
@@ -163,29 +177,21 @@ DEMO_SOURCES = ("dashscope-log", "qwen-code")
 @format_options
 @common_options
 def demo_cmd(keep: str | None, fmt: str) -> None:
-    """Build a throwaway database from bundled sample logs and print a report.
+    """Build a throwaway database from the installed sources' sample data; print a report.
 
-    Runs the real sources and the real pricing on sample data shipped with tokenmeter: no
-    network, no config, no credentials needed.
+    Runs every installed source that offers demo data, with the real pricing: no network, no
+    config, no credentials needed.
     """
     installed = get_sources()
-    missing = [s for s in DEMO_SOURCES if s not in installed]
-    if missing:
-        raise ConfigError(f"the demo needs the built-in source(s) {', '.join(missing)}; "
-                          "check `tokenmeter plugins` for load errors")
     folder = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="tokenmeter-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
-    data = folder / "data"
-    src = resources.files("tokenmeter.demo") / "data"
-    with resources.as_file(src) as path:
-        shutil.copytree(path, data, dirs_exist_ok=True)
-    config = Config(sources={
-        "dashscope-log": {"paths": [str(data / "qwen-usage.tsv")]},
-        "qwen-code": {"roots": [str(data / "qwen")]},
-    })
+    offered = demo_sources(installed, folder / "data")
+    if not offered:
+        raise ConfigError("no installed source offers demo data; check `tokenmeter plugins` for load errors")
+    config = Config(sources=offered)
     db = folder / "demo.db"
     with Store.open(db) as store:
-        results = run_fetch(store, config, list(DEMO_SOURCES), installed)
+        results = run_fetch(store, config, list(offered), installed)
         for r in results:
             line = f"{r.source}: {r.new} new records" + (
                 f", {r.skipped_lines} bad lines skipped" if r.skipped_lines else "")
@@ -203,8 +209,16 @@ def demo_cmd(keep: str | None, fmt: str) -> None:
     click.echo(
         f"\nDemo database: {db}\nNext:\n"
         f"  tokenmeter --db {db} --all --by day,model     explore the demo data\n"
-        f"  tokenmeter --db {db} prices qwen3-coder-plus   see how a cost was estimated\n"
+        f"  tokenmeter --db {db} prices {_top_model(report.rows)}   see how a cost was estimated\n"
         "  cp config.example.toml \"$(dirname \"$(tokenmeter db path)\")\"/config.toml   then point it at your logs\n"
         "  tokenmeter fetch && tokenmeter --month --by model",
         err=True,
     )
+
+
+def _top_model(rows: list[dict[str, Any]]) -> str:
+    """The model with the most requests in the demo report (what `tokenmeter prices` is shown for)."""
+    named = [r for r in rows if r.get("model")]
+    if not named:
+        return "MODEL"
+    return str(max(named, key=lambda r: r.get("requests") or 0)["model"])

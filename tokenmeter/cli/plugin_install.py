@@ -42,7 +42,7 @@ def _run_pip(args: list[str], example: str) -> None:
 @common_options
 @click.pass_context
 def plugins_group(ctx: click.Context) -> None:
-    """Installed plugins as JSON: name, version, hooks, sources, load errors.
+    """Installed plugins as JSON: name, version, hooks, sources, prices, load errors.
 
     \b
     tokenmeter plugins                            list installed plugins

@@ -82,7 +82,7 @@ def report_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def default_group_by(period: Any) -> list[str]:
-    """Without --by: one day is broken down by model (like `qwen-cost`), a longer period by day."""
+    """Without --by: one day is broken down by model, a longer period by day."""
     return ["model"] if period.start is not None and period.start == period.end else ["day"]
 
 
@@ -116,6 +116,7 @@ def run_report(
             from .refresh import refresh_before_report
 
             refresh_before_report(env, store, everything=refresh)
+        store.refresh_rollup()
         report = usage_report(
             store, period, by=by, filters=Filters(provider, source, model, project, agent), cost=cost_mode
         )
@@ -171,7 +172,7 @@ def report_cmd(**kwargs: Any) -> None:
     \b
     Examples:
       tokenmeter report --month --by day,model
-      tokenmeter report --provider qwen --today --json
+      tokenmeter report --provider acme --today --json
       tokenmeter report --from 2026-03-01 --to 2026-03-31 --csv > march.csv
     """
     run_report(**kwargs)

@@ -1,4 +1,4 @@
-"""Cost estimates from price tables: a bundled, dated, region-aware table plus config overrides.
+"""Cost estimates from the prices plugins register (``register_prices``) plus config overrides.
 
 ``PriceBook.load(overrides=config["prices"])`` builds the book once; ``book.estimate(...)`` prices one
 record (``None`` = unpriced, never 0); ``book.rows()`` / ``book.lookup()`` feed ``tokenmeter prices``;
@@ -8,16 +8,15 @@ The rules (regions, dates, tiers, cache, thinking) are documented in ``engine.py
 
 from __future__ import annotations
 
-from .engine import PROVIDER_REGIONS, REGIONS, Estimate, PriceBook, PriceEntry, Region, Tier
+from .engine import Estimate, PriceBook
+from .entries import PriceEntry, PriceRegion, Tier
 from .overrides import parse_overrides, validate_overrides
 
 __all__ = [
-    "PROVIDER_REGIONS",
-    "REGIONS",
     "Estimate",
     "PriceBook",
     "PriceEntry",
-    "Region",
+    "PriceRegion",
     "Tier",
     "parse_overrides",
     "validate_overrides",

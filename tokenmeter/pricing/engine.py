@@ -1,163 +1,53 @@
 """The price engine: effective-dated, region-aware, tiered prices and the estimates made from them.
 
-Rules (README "Where prices come from"; tests/test_pricing.py checks each):
+It knows no provider: every price and price region comes from plugins (``register_prices``) or from
+config overrides. Rules (docs/plugins/hooks.md "register_prices"; tests/test_pricing.py checks each):
 
 * Prices are per 1,000,000 tokens, as ``Decimal``, in the entry's own currency. Nothing is ever
   converted between currencies.
-* **Regions.** A record's ``provider`` label picks a region (``PROVIDER_REGIONS``): ``qwen``,
-  ``qwen-intl``, ``qwen-singapore``, ``qwen-vl-singapore``, ``qwen-virginia``, ``dashscope``,
-  ``dashscope-intl``, ``qwencloud``, ``alibaba`` → ``intl`` (USD); ``qwen-beijing``, ``qwen-cn``, ``qwen-china``,
-  ``dashscope-cn``, ``bailian`` → ``cn`` (CNY); ``huawei-maas``, ``huawei-maas-hk`` → ``huawei-maas``
-  (the international site's CN-Hong Kong list, USD); ``huawei-maas-cn`` → ``huawei-maas-cn`` (CNY, no
-  bundled prices); ``openrouter`` → ``openrouter`` (no bundled prices: OpenRouter reports billed USD).
-  Labels match case-insensitively. A model with no entry in that region is unpriced: there is no
-  fallback to another region or currency. An unknown provider label has no region, so only overrides
-  without ``provider``/``region`` can price it. An override in another currency than the record's
-  region (e.g. a USD "any provider" price for a ``qwen-beijing`` record) does not apply there.
-* **Dates.** The entry in force on the record's date is the one with the latest ``valid_from`` on or
-  before it. A bundled model's earliest entry also prices earlier dates (tables start when a model was
-  first recorded, usually after its launch); the estimate's basis then says "earliest known price".
-  Config overrides apply only from their own ``from`` date (or always, without one) and beat bundled
-  entries on the dates they cover; among overrides in force the latest ``from`` wins, then the most
-  specific (provider, then region, then any).
-* **Names.** Exact match, then case-insensitive, then the aliases listed in the table (e.g.
-  ``qwen-plus-latest`` → ``qwen-plus``). No prefix or fuzzy matching. Unknown model → ``None``
-  (unpriced), never 0.
+* **Regions.** A record's ``provider`` label picks one price region: the region listing the most
+  specific label that covers it (``acme`` covers ``acme`` and ``acme-eu``; ``acme-cn`` beats ``acme``
+  for ``acme-cn-north``). Labels match case-insensitively. A plugin entry's ``provider`` places it in
+  the region listing that label, or in a region of its own named after the label. A model with no
+  entry in that region is unpriced: there is no fallback to another region or currency. A label no
+  region covers can be priced only by entries registered for any provider (``provider=None``) and by
+  overrides without ``provider``/``region``. An override or any-provider entry in another currency
+  than the record's region does not apply there.
+* **Dates.** The entry in force on the record's date is the one with the latest ``effective`` on or
+  before it. A registered model's earliest entry also prices earlier dates (tables start when a price
+  was first recorded, usually after a model's launch); the estimate's basis then says "earliest known
+  price". Config overrides apply only from their own ``from`` date (or always, without one) and beat
+  registered entries on the dates they cover; among overrides in force the latest ``from`` wins, then
+  the most specific (provider, then region, then any).
+* **Names.** Exact match, then case-insensitive, then the entries' ``aliases``. No prefix or fuzzy
+  matching. Unknown model -> ``None`` (unpriced), never 0.
 * **Tiers.** The request's prompt size (input tokens, cached tokens included) picks the tier: the
   last tier with ``prompt > above`` (exactly 32,000 stays below a 32,000 boundary). That tier's rates
   apply to every token of the request. For aggregate records (``requests > 1``) the average prompt
   per request picks the tier: an approximation, exact only when the requests are of similar size.
-* **Cost.** ``(input − cache_read − cache_write) × input_rate + cache_read × cache_read_rate +
-  cache_write × cache_write_rate + output × output_rate``, per 1M tokens; a missing cache rate falls
-  back to the tier's input rate. Thinking (pricing.md §6.2, following model-prices): when the record
-  has ``reasoning_tokens > 0`` and a thinking price exists, *all* output tokens are priced at it (the
-  tier's ``thinking_output``, else the entry's, else the plain output rate). Not verified against a bill.
+* **Cost.** ``(input - cache_read - cache_write) x input_rate + cache_read x cache_read_rate +
+  cache_write x cache_write_rate + output x output_rate``, per 1M tokens; a missing cache rate falls
+  back to the tier's input rate. Thinking: when the record has ``reasoning_tokens > 0`` and a
+  reasoning price exists, *all* output tokens are priced at it (the tier's ``reasoning``, else the
+  entry's, else the plain output rate).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Context, Decimal, localcontext
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-__all__ = [
-    "PROVIDER_REGIONS",
-    "REGIONS",
-    "Estimate",
-    "PriceBook",
-    "PriceEntry",
-    "Region",
-    "Tier",
-]
+from .entries import PriceEntry, PriceRegion, Tier, digest_of, most_specific
+from .overrides import entries_digest, parse_overrides
 
-DATA_FILE = Path(__file__).with_name("prices.json")
+__all__ = ["Estimate", "PriceBook", "PriceEntry", "PriceRegion", "Tier"]
+
 PER = Decimal(1_000_000)
-_UNIT = Decimal(10**18)  # scaled rates are 10⁻¹² per 1M tokens = 10⁻¹⁸ per token
+_UNIT = Decimal(10**18)  # scaled rates are 10^-12 per 1M tokens = 10^-18 per token
 _CTX = Context(prec=60)
-
-
-@dataclass(frozen=True, slots=True)
-class Region:
-    """A price region: one currency, one price list."""
-
-    id: str
-    currency: str
-    description: str
-
-
-REGIONS: dict[str, Region] = {
-    r.id: r
-    for r in (
-        Region("intl", "USD", "Alibaba Cloud Model Studio, international (Singapore) list prices"),
-        Region("cn", "CNY", "Alibaba Cloud Model Studio (Bailian), China mainland (Beijing)"),
-        Region("huawei-maas", "USD", "Huawei Cloud MaaS, CN-Hong Kong (international site)"),
-        Region("huawei-maas-cn", "CNY", "Huawei Cloud MaaS, China site (cn-southwest-2); no bundled prices"),
-        Region("openrouter", "USD", "OpenRouter (its API reports billed cost); no bundled prices"),
-    )
-}
-
-PROVIDER_REGIONS: dict[str, str] = {
-    "qwen": "intl",
-    "qwen-intl": "intl",
-    "qwen-singapore": "intl",
-    "qwen-vl-singapore": "intl",  # the DashScope vision log's label (qwen-vision-usage.tsv)
-    "qwen-virginia": "intl",
-    "dashscope": "intl",
-    "dashscope-intl": "intl",
-    "qwencloud": "intl",
-    "alibaba": "intl",
-    "qwen-beijing": "cn",
-    "qwen-cn": "cn",
-    "qwen-china": "cn",
-    "dashscope-cn": "cn",
-    "bailian": "cn",
-    "huawei-maas": "huawei-maas",
-    "huawei-maas-hk": "huawei-maas",
-    "huawei-maas-cn": "huawei-maas-cn",
-    "openrouter": "openrouter",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Tier:
-    """Rates that replace the base rates when a request's prompt is larger than ``above`` tokens."""
-
-    above: int
-    input: Decimal
-    output: Decimal
-    cache_read: Decimal | None = None
-    cache_write: Decimal | None = None
-    thinking_output: Decimal | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PriceEntry:
-    """One price of one model in one region, in force from ``valid_from`` (None = always)."""
-
-    model: str
-    currency: str
-    input: Decimal
-    output: Decimal
-    region: str | None = None
-    valid_from: date | None = None
-    cache_read: Decimal | None = None
-    cache_write: Decimal | None = None
-    thinking_output: Decimal | None = None
-    tiers: tuple[Tier, ...] = ()
-    aliases: tuple[str, ...] = ()
-    source: str = ""
-    origin: str = "bundled"  # "bundled" | "config"
-    provider: str | None = None  # config overrides restricted to one provider label
-    basis: str | None = None  # how valid_from was established ("documented", "models.dev commit", ...)
-    note: str | None = None
-    valid_until: date | None = None  # the next entry's valid_from (display only)
-
-    @property
-    def scope(self) -> str:
-        """Where the entry applies: a region id, ``provider <label>`` or ``any provider``."""
-        if self.provider:
-            return f"provider {self.provider}"
-        return self.region or "any provider"
-
-    def tiers_text(self) -> str:
-        """Tiers as one line: ``>32000: 1.8/9 cache 0.36; >128000: 3/15``."""
-        parts = []
-        for t in self.tiers:
-            text = f">{t.above}: {_fmt(t.input)}/{_fmt(t.output)}"
-            if t.cache_read is not None:
-                text += f" cache {_fmt(t.cache_read)}"
-            if t.cache_write is not None:
-                text += f" write {_fmt(t.cache_write)}"
-            if t.thinking_output is not None:
-                text += f" thinking {_fmt(t.thinking_output)}"
-            parts.append(text)
-        return "; ".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,10 +59,6 @@ class Estimate:
     basis: str
     entry: PriceEntry | None = field(default=None, compare=False, repr=False)
     tier_above: int | None = None
-
-
-def _fmt(value: Decimal | None) -> str:
-    return "" if value is None else format(value.normalize(), "f")
 
 
 def _as_day(day: date | datetime | None) -> date:
@@ -197,9 +83,9 @@ def _levels(e: PriceEntry) -> tuple[_Level, ...]:
     out = []
     for tier in (None, *e.tiers):
         src: Tier | PriceEntry = tier if tier is not None else e
-        think = tier.thinking_output if tier is not None else None
+        think = tier.reasoning if tier is not None else None
         if think is None:
-            think = e.thinking_output
+            think = e.reasoning
         rates = (
             src.input,
             src.output,
@@ -229,43 +115,63 @@ class _Choice:
 
 
 class PriceBook:
-    """Bundled price table + config overrides; answers "what did this usage cost?"."""
+    """Registered prices + config overrides; answers "what did this usage cost?"."""
 
     def __init__(
         self,
         entries: Iterable[PriceEntry],
         *,
-        version: str,
-        data_basis: str = "",
+        regions: Iterable[PriceRegion] = (),
         overrides: Iterable[PriceEntry] = (),
         overrides_digest: str | None = None,
-        provider_regions: Mapping[str, str] | None = None,
     ) -> None:
-        self.version = version
-        self.data_basis = data_basis
         self._digest = overrides_digest
-        self._regions = {k.lower(): v for k, v in PROVIDER_REGIONS.items()}
-        if provider_regions:
-            self._regions.update({k.lower(): v for k, v in provider_regions.items()})
+        self.regions: dict[str, PriceRegion] = {}
+        self._label_region: dict[str, str] = {}  # lower-case provider label -> region id
+        for r in regions:
+            self._add_region(r)
+        entries = list(entries)
+        for e in entries:  # a label no region lists forms its own region, in its entries' currency
+            if e.provider is not None and e.provider.lower() not in self._label_region:
+                self._add_region(PriceRegion(id=e.provider, currency=e.currency, providers=(e.provider,),
+                                             plugin=e.plugin))
         series: dict[tuple[str, str], list[PriceEntry]] = {}
         self._aliases: dict[tuple[str, str], str] = {}
         for e in entries:
-            if e.region is None:
-                raise ValueError(f"bundled entry {e.model} has no region")
-            series.setdefault((e.region, e.model.lower()), []).append(e)
-        self._bundled = {k: _chain(v) for k, v in series.items()}
-        for (region, name), chain in self._bundled.items():
+            rid = self._label_region[e.provider.lower()] if e.provider is not None else ""
+            if rid and e.currency != self.regions[rid].currency:
+                raise ValueError(f"price of {e.model} for {e.provider} is in {e.currency}, but region {rid} "
+                                 f"is priced in {self.regions[rid].currency}")
+            series.setdefault((rid, e.model.lower()), []).append(replace(e, region=rid or None))
+        # "" holds the any-provider entries: one chain per model, like a region without labels
+        self._registered = {k: _chain(v) for k, v in series.items()}
+        for (region, name), chain in self._registered.items():
             for e in chain:
                 for alias in e.aliases:
                     self._aliases[(region, alias.lower())] = name
+        self.version = digest_of([
+            sorted((r.id, r.currency, sorted(p.lower() for p in r.providers)) for r in self.regions.values()),
+            [[_entry_key(e) for e in chain] for _, chain in sorted(self._registered.items())],
+        ])
         self._overrides: dict[str, list[PriceEntry]] = {}
         for e in overrides:
             self._overrides.setdefault(e.model, []).append(e)
         self._overrides_lower: dict[str, list[PriceEntry]] = {}
         for name, group in self._overrides.items():
             self._overrides_lower.setdefault(name.lower(), []).extend(group)
+        self._region_memo: dict[str, str | None] = {}
         self._memo: dict[tuple[str, str | None, date], _Choice | None] = {}
         self._basis_memo: dict[tuple[Any, ...], str] = {}
+
+    def _add_region(self, region: PriceRegion) -> None:
+        if region.id in self.regions:
+            raise ValueError(f"price region {region.id!r} is defined twice")
+        for label in region.providers:
+            taken = self._label_region.get(label.lower())
+            if taken is not None:
+                raise ValueError(f"provider label {label!r} is in price regions {taken!r} and {region.id!r}")
+            self._label_region[label.lower()] = region.id
+        self.regions[region.id] = region
 
     # ---- construction ---------------------------------------------------------------------------
 
@@ -274,48 +180,55 @@ class PriceBook:
         cls,
         overrides: Mapping[str, Any] | None = None,
         *,
-        path: Path | None = None,
-        provider_regions: Mapping[str, str] | None = None,
+        registered: tuple[Iterable[PriceEntry], Iterable[PriceRegion]] | None = None,
     ) -> PriceBook:
-        """The bundled table (or ``path``) plus ``[prices]`` overrides from config (validated here)."""
-        from .overrides import overrides_digest, parse_overrides
+        """The prices plugins registered (or ``registered``) plus ``[prices]`` overrides from config.
 
-        data = _read_table(str(path or DATA_FILE))
-        entries = [_entry_from_json(e) for e in data["entries"]]
-        parsed = parse_overrides(overrides) if overrides else []
+        ``registered`` is ``(entries, regions)``; by default they come from the installed plugins'
+        ``register_prices`` hooks. Overrides are validated here (``ConfigError`` naming the key).
+        """
+        if registered is None:
+            # imported here: the engine itself works on any entries, with no plugin machinery
+            from ..plugin_manager import get_prices
+
+            registered = get_prices()
+        entries, regions = list(registered[0]), list(registered[1])
+        parsed = parse_overrides(overrides, regions=regions) if overrides else []
         return cls(
             entries,
-            version=data["version"],
-            data_basis=data.get("basis", ""),
+            regions=regions,
             overrides=parsed,
-            overrides_digest=overrides_digest(overrides) if overrides else None,
-            provider_regions=provider_regions,
+            overrides_digest=entries_digest(parsed) if overrides else None,
         )
 
     # ---- identity -------------------------------------------------------------------------------
 
     @property
     def basis(self) -> str:
-        """Version of the price data, stored with each estimate (changes when table or overrides do)."""
-        label = f"bundled {self.version}"
+        """Version of the price data, stored with each estimate (changes when prices or overrides do)."""
+        label = f"plugins {self.version}"
         return f"{label}+config {self._digest}" if self._digest else label
 
     def region_for(self, provider: str | None) -> str | None:
-        """The price region of a provider label, or None when the label is not known."""
+        """The price region id of a provider label, or None when no region covers it."""
         if not provider:
             return None
-        return self._regions.get(provider.lower())
+        key = provider.lower()
+        if key not in self._region_memo:
+            best = most_specific(key, self._label_region)
+            self._region_memo[key] = self._label_region[best] if best is not None else None
+        return self._region_memo[key]
 
     # ---- selection ------------------------------------------------------------------------------
 
-    def _bundled_chain(self, model: str, region: str) -> tuple[list[PriceEntry], str | None] | None:
+    def _registered_chain(self, model: str, region: str) -> tuple[list[PriceEntry], str | None] | None:
         lower = model.lower()
-        chain = self._bundled.get((region, lower))
+        chain = self._registered.get((region, lower))
         if chain:
             return chain, None
         canonical = self._aliases.get((region, lower))
         if canonical is not None:
-            return self._bundled[(region, canonical)], canonical
+            return self._registered[(region, canonical)], canonical
         return None
 
     def _override_group(self, model: str, region: str | None) -> tuple[list[PriceEntry], str | None]:
@@ -323,7 +236,7 @@ class PriceBook:
         if group:
             return group, None
         # an override of the canonical model also covers its aliases in this region
-        regions = [region] if region else sorted({r for r, _ in self._bundled})
+        regions = [region] if region else sorted({r for r, _ in self._registered})
         for r in regions:
             canonical = self._aliases.get((r, model.lower()))
             if canonical is not None and canonical in self._overrides_lower:
@@ -332,7 +245,7 @@ class PriceBook:
 
     def _select(self, model: str, provider: str | None, region: str | None, day: date) -> _Choice | None:
         group, alias_of = self._override_group(model, region)
-        currency = REGIONS[region].currency if region in REGIONS else None
+        currency = self.regions[region].currency if region in self.regions else None
         best: tuple[tuple[date, int], PriceEntry] | None = None
         for e in group:
             if currency is not None and e.currency != currency:
@@ -347,22 +260,24 @@ class PriceBook:
                 specificity = 1
             else:
                 specificity = 0
-            if e.valid_from is not None and e.valid_from > day:
+            if e.effective is not None and e.effective > day:
                 continue
-            key = (e.valid_from or date.min, specificity)
+            key = (e.effective or date.min, specificity)
             if best is None or key > best[0]:
                 best = (key, e)
         if best is not None:
             return _Choice(best[1], False, alias_of, _levels(best[1]))
-        if region is None:
-            return None
-        found = self._bundled_chain(model, region)
+        found = self._registered_chain(model, region) if region is not None else None
+        if found is None:
+            found = self._registered_chain(model, "")  # entries registered for any provider
+            if found is not None and currency is not None and found[0][0].currency != currency:
+                return None
         if found is None:
             return None
         chain, alias_of = found
         chosen = None
         for e in chain:
-            if e.valid_from is None or e.valid_from <= day:
+            if e.effective is None or e.effective <= day:
                 chosen = e
         if chosen is None:
             return _Choice(chain[0], True, alias_of, _levels(chain[0]))
@@ -448,10 +363,10 @@ class PriceBook:
     def _basis_text(
         self, e: PriceEntry, choice: _Choice, tier: Tier | None, thinking: bool, n: int, model: str
     ) -> str:
-        head = f"bundled {self.version}" if e.origin == "bundled" else "config"
+        head = "config" if e.origin == "config" else f"{e.plugin or 'plugin'} {self.version}"
         text = f"{head}: {e.model} {e.scope}"
-        if e.valid_from is not None:
-            text += f" from {e.valid_from.isoformat()}"
+        if e.effective is not None:
+            text += f" from {e.effective.isoformat()}"
         if choice.earliest:
             text += " (earliest known price)"
         if choice.alias_of is not None:
@@ -482,24 +397,24 @@ class PriceBook:
         found: list[PriceEntry] = []
         group, _ = self._override_group(model, None)
         for e in group:
-            if e.provider is not None and (e.valid_from is None or e.valid_from <= d):
+            if e.provider is not None and (e.effective is None or e.effective <= d):
                 choice = self._select(model, e.provider, self.region_for(e.provider), d)
                 if choice and choice.entry not in found:
                     found.append(choice.entry)
         generic = self._select(model, None, None, d)
         if generic and generic.entry not in found:
             found.append(generic.entry)
-        for region in sorted({r for r, _ in self._bundled} | {e.region for e in group if e.region}):
+        for region in sorted({r for r, _ in self._registered if r} | {e.region for e in group if e.region}):
             choice = self._select(model, None, region, d)
             if choice and choice.entry not in found:
                 found.append(choice.entry)
         return found
 
     def entries(self) -> list[PriceEntry]:
-        """Every entry: config overrides first, then the bundled table (sorted)."""
+        """Every entry: config overrides first, then the registered ones (sorted)."""
         out = [e for group in self._overrides.values() for e in group]
-        for key in sorted(self._bundled):
-            out.extend(self._bundled[key])
+        for key in sorted(self._registered):
+            out.extend(self._registered[key])
         return out
 
     def rows(
@@ -515,15 +430,15 @@ class PriceBook:
         picked: list[PriceEntry] = []
         for group in self._overrides.values():
             picked.extend(group if history else _in_force_overrides(group, d))
-        for chain in (self._bundled[k] for k in sorted(self._bundled)):
+        for chain in (self._registered[k] for k in sorted(self._registered)):
             if history:
                 picked.extend(chain)
             else:
-                current = [e for e in chain if e.valid_from is None or e.valid_from <= d]
+                current = [e for e in chain if e.effective is None or e.effective <= d]
                 picked.append(current[-1] if current else chain[0])
         if needle:
             picked = [e for e in picked if needle in " ".join((e.model, *e.aliases)).lower()]
-        picked.sort(key=lambda e: (e.model.lower(), e.origin != "config", e.scope, e.valid_from or date.min))
+        picked.sort(key=lambda e: (e.model.lower(), e.origin != "config", e.scope, e.effective or date.min))
         return [_row(e) for e in picked]
 
 
@@ -532,17 +447,18 @@ def _row(e: PriceEntry) -> dict[str, Any]:
         "model": e.model,
         "region": e.scope,
         "currency": e.currency,
-        "valid_from": e.valid_from,
+        "valid_from": e.effective,
         "valid_until": e.valid_until,
         "input": e.input,
         "output": e.output,
         "cache_read": e.cache_read,
         "cache_write": e.cache_write,
-        "thinking_output": e.thinking_output,
+        "thinking_output": e.reasoning,
         "tiers": e.tiers_text(),
         "aliases": ", ".join(e.aliases),
         "source": e.source,
         "origin": e.origin,
+        "plugin": e.plugin,
         "note": e.note or "",
     }
 
@@ -550,70 +466,27 @@ def _row(e: PriceEntry) -> dict[str, Any]:
 def _in_force_overrides(group: list[PriceEntry], day: date) -> list[PriceEntry]:
     latest: dict[tuple[str | None, str | None], PriceEntry] = {}
     for e in group:
-        if e.valid_from is not None and e.valid_from > day:
+        if e.effective is not None and e.effective > day:
             continue
         key = (e.provider, e.region)
         cur = latest.get(key)
-        if cur is None or (e.valid_from or date.min) > (cur.valid_from or date.min):
+        if cur is None or (e.effective or date.min) > (cur.effective or date.min):
             latest[key] = e
     return list(latest.values())
 
 
 def _chain(entries: list[PriceEntry]) -> list[PriceEntry]:
     """Sort one model's entries by date and fill in each one's ``valid_until``."""
-    ordered = sorted(entries, key=lambda e: e.valid_from or date.min)
+    ordered = sorted(entries, key=lambda e: e.effective or date.min)
     out = []
     for i, e in enumerate(ordered):
-        nxt = ordered[i + 1].valid_from if i + 1 < len(ordered) else None
+        nxt = ordered[i + 1].effective if i + 1 < len(ordered) else None
         out.append(replace(e, valid_until=nxt))
     return out
 
 
-def _dec(value: Any) -> Decimal | None:
-    return None if value is None else Decimal(str(value))
-
-
-def _entry_from_json(raw: Mapping[str, Any]) -> PriceEntry:
-    tiers = tuple(
-        Tier(
-            above=int(t["above"]),
-            input=Decimal(t["input"]),
-            output=Decimal(t["output"]),
-            cache_read=_dec(t.get("cache_read")),
-            cache_write=_dec(t.get("cache_write")),
-            thinking_output=_dec(t.get("thinking_output")),
-        )
-        for t in raw.get("tiers", ())
-    )
-    return PriceEntry(
-        model=raw["model"],
-        region=raw["region"],
-        currency=raw["currency"],
-        valid_from=date.fromisoformat(raw["valid_from"]) if raw.get("valid_from") else None,
-        input=Decimal(raw["input"]),
-        output=Decimal(raw["output"]),
-        cache_read=_dec(raw.get("cache_read")),
-        cache_write=_dec(raw.get("cache_write")),
-        thinking_output=_dec(raw.get("thinking_output")),
-        tiers=tiers,
-        aliases=tuple(raw.get("aliases", ())),
-        source=raw.get("source", ""),
-        origin="bundled",
-        basis=raw.get("basis"),
-        note=raw.get("note"),
-    )
-
-
-@lru_cache(maxsize=4)
-def _read_table(path: str) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as fh:
-        data = json.load(fh)
-    if data.get("schema") != 1:
-        raise ValueError(f"{path}: unsupported price table schema {data.get('schema')!r}")
-    return data
-
-
-def digest_of(obj: Any) -> str:
-    """A short stable hash of JSON-able data (used for the overrides part of ``PriceBook.basis``)."""
-    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
+def _entry_key(e: PriceEntry) -> list[Any]:
+    """What identifies a registered price for the book's version (its rates, dates and names)."""
+    return [e.model, e.provider, e.region, e.currency, e.effective, e.input, e.output, e.cache_read,
+            e.cache_write, e.reasoning, [[t.above, t.input, t.output, t.cache_read, t.cache_write, t.reasoning]
+                                         for t in e.tiers], sorted(e.aliases)]

@@ -76,7 +76,7 @@ class _Foreign(StoreError):
 
 def merge_database(store: Store, other: str | Path, *, timeout: float = MERGE_TIMEOUT) -> dict[str, int]:
     """Merge ``other`` into ``store``; see ``Store.merge``."""
-    from . import _tx
+    from .common import _tx
 
     path = Path(other).expanduser()
     name = _show(path, 200)

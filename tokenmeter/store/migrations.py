@@ -157,7 +157,7 @@ def m003_rollup(db: Database) -> None:
 
 @migrations()
 def m004_agent(db: Database) -> None:
-    # which agent made the calls (Qwen Code's main conversation or a subagent). ADD COLUMN is
+    # which agent made the calls (a coding agent's main conversation or a subagent). ADD COLUMN is
     # instant on any size of table; old rows get NULL ("not reported") in both tables, which is
     # exactly what a rebuild of their rollup buckets would give, so the rollup stays correct as is.
     db.execute("ALTER TABLE usage ADD COLUMN agent TEXT")

@@ -1,1 +1,0 @@
-"""Sample logs for `tokenmeter demo` (synthetic, in the real formats)."""
