@@ -3,7 +3,7 @@ checkpoints inside one file by records and by time; a second fetch of the same s
 steps aside instead of repeating the work.
 
 Tests run as root, whom a mode of 000 does not stop: EACCES is simulated at the reader's seams
-(``tail._open``, ``tail._access``), and once for real by running the CLI as ``nobody``.
+(``tail._open``, ``paths._access``), and once for real by running the CLI as ``nobody``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from tokenmeter_plugins.dashscope_log import DashscopeLogSource, tail
+from tokenmeter_plugins.dashscope_log import DashscopeLogSource, paths, tail
 
 from tokenmeter import Cursor, UsageRecord, Window
 from tokenmeter import fetch as fetch_mod
@@ -48,7 +48,7 @@ def deny(monkeypatch: pytest.MonkeyPatch, *denied: Path, access: bool = True) ->
     open fails, ``access`` says no, and glob does not see inside a denied folder."""
     names = {str(p) for p in denied}
     inside = tuple(n + os.sep for n in names)
-    real_open, real_access, real_glob = tail._open, tail._access, tail.glob.glob
+    real_open, real_access, real_glob = tail._open, paths._access, paths.glob.glob
 
     def fake_open(path: str) -> Any:
         if path in names or path.startswith(inside):
@@ -63,8 +63,8 @@ def deny(monkeypatch: pytest.MonkeyPatch, *denied: Path, access: bool = True) ->
 
     monkeypatch.setattr(tail, "_open", fake_open)
     if access:
-        monkeypatch.setattr(tail, "_access", fake_access)
-        monkeypatch.setattr(tail.glob, "glob", fake_glob)
+        monkeypatch.setattr(paths, "_access", fake_access)
+        monkeypatch.setattr(paths.glob, "glob", fake_glob)
 
 
 def run(store: Store, settings: dict[str, Any], source: type = DashscopeLogSource) -> Any:
@@ -134,12 +134,12 @@ def test_expand_paths_names_what_it_cannot_read(tmp_path: Path, monkeypatch: pyt
     write(tmp_path / "r" / "projects" / "p2" / "chats" / "s.jsonl", [], header=False)
     write(tmp_path / "f.tsv", [])
     deny(monkeypatch, tmp_path / "r" / "projects" / "p2" / "chats", tmp_path / "f.tsv")
-    got = tail.expand_paths([str(tmp_path / "r" / "projects" / "*" / "chats" / "*.jsonl"), str(tmp_path / "f.tsv")])
+    got = paths.expand_paths([str(tmp_path / "r" / "projects" / "*" / "chats" / "*.jsonl"), str(tmp_path / "f.tsv")])
     assert got == [str(tmp_path / "r" / "projects" / "p1" / "chats" / "s.jsonl"),
                    str(tmp_path / "r" / "projects" / "p2" / "chats"), str(tmp_path / "f.tsv")]
     assert [type(p).__name__ for p in got] == ["str", "Unreadable", "Unreadable"]
-    with pytest.raises(tail.SourceDataError, match="and 1 more unreadable path"):
-        tail.check_readable(got)
+    with pytest.raises(paths.SourceDataError, match="and 1 more unreadable path"):
+        paths.check_readable(got)
 
 
 def qwen_line(uuid: str, session: str, prompt: int) -> str:
@@ -161,7 +161,7 @@ def test_qwen_code_reports_a_project_it_cannot_list(tmp_path: Path, monkeypatch:
     deny(monkeypatch, root / "projects" / "-b" / "chats")
     settings = {"roots": [str(root)]}
     src = QwenCodeSource(QwenCodeSource.Settings(**settings), fake_context("qwen-code"))
-    with pytest.raises(tail.SourceDataError, match="cannot read .*/projects/-b/chats: permission denied"):
+    with pytest.raises(paths.SourceDataError, match="cannot read .*/projects/-b/chats: permission denied"):
         src.available()
     with Store.open(tmp_path / "t.db") as store:
         r = run(store, settings, QwenCodeSource)

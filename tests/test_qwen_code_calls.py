@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tokenmeter_plugins.dashscope_log import QwenCodeSource
-from tokenmeter_plugins.dashscope_log.qwen_chat import tokens_from_counts
+from tokenmeter_plugins.dashscope_log.qwen_tokens import tokens_from_counts
 
 from tokenmeter.testing import check_records, collect
 

@@ -31,14 +31,16 @@ import re
 from collections import deque
 from typing import Any
 
+from .qwen_tokens import MAIN, tokens_from_counts, unrecognised_usage, usage_to_tokens
+from .qwen_tokens import count as _count
+from .qwen_tokens import parse_ts as _parse_ts
+from .qwen_tokens import text as _str
 from .tail import LineLocator
-from .tsv import MAX_TOKENS, parse_timestamp
 
-__all__ = ["ChatParser", "Row", "usage_to_tokens", "tokens_from_counts", "unrecognised_usage"]
+__all__ = ["GENERIC_MARKS", "ChatParser", "Row"]
 
 # (key, start, model, project, session, input, output, cache_read, reasoning, total, note, agent)
 Row = tuple[Any, ...]
-MAIN = "main"
 
 MARK_A = b'"usageMetadata"'
 # the prefix also finds renamed events (e.g. api_response_v2), which are reported as unrecognised
@@ -49,9 +51,6 @@ GENERIC_MARKS = (b'TokenCount":', b'token_count":', b'Tokens":', b'_tokens":')
 SCAN_A = b'ount":'  # the end of every ...TokenCount / ..._token_count key
 SCAN_B = b'okens":'  # ...Tokens / ..._tokens keys
 _GENERIC = re.compile(rb'(?:TokenCount|token_count|Tokens|_tokens)":')
-_TOKEN_KEY = re.compile(
-    r"(prompt|input|output|completion|candidates|total|cached|cache|thoughts|reasoning)"
-    r"[_a-z]*tokens?(_?count)?$", re.IGNORECASE)
 
 _HEAD = re.compile(
     rb'\{"uuid":"([^"]+)","parentUuid":(?:null|"([^"]*)"),"sessionId":"([^"]*)",'
@@ -88,93 +87,9 @@ _EV_STD = re.compile(
     rb'"model":"([^"\\]*)","status_code":(\d{1,4}),"duration_ms":\d+,"input_token_count":(\d{1,15}),'
     rb'"output_token_count":(\d{1,15}),"cached_content_token_count":(\d{1,15}),'
     rb'"thoughts_token_count":(\d{1,15}),"total_token_count":(\d{1,15})[,}]')
-_EV_STD_NAMES = ("event.timestamp", "response_id", "model", "status_code", "input_token_count",
-                 "output_token_count", "cached_content_token_count", "thoughts_token_count",
-                 "total_token_count")
 _AGENT_KEY = b'"subagent_name":"'
 RECENT = 64  # events remembered per file for pairing (main turns pair within a few lines)
 KEEP = 4  # of them, kept in the cursor between runs
-
-
-class _Bad(Exception):
-    """A line that is a call but cannot be read: skipped and counted."""
-
-
-def _count(d: dict[str, Any], name: str) -> int | None:
-    v = d.get(name)
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise ValueError(f"bad {name} {v!r}")
-    return v
-
-
-def tokens_from_counts(p: int | None, c: int | None, t: int | None, k: int | None,
-                       total: int | None) -> tuple[int | None, int | None, int | None, int | None, str | None]:
-    """(prompt, candidates, thoughts, cached, total) -> (input, output, cache_read, reasoning, note).
-
-    The rules are in the package docstring. A call that reports only a total (the backend sent only
-    ``total_tokens``; the writer may still estimate thoughts from the text) has nothing else
-    reliable: input/output/reasoning are None, so it is counted but never priced.
-    """
-    if max(p or 0, c or 0, t or 0, k or 0, total or 0) > MAX_TOKENS:
-        raise ValueError("token count over 10^12")
-    if not p and not c and total:
-        return None, None, None, None, "only a total was reported: unpriced"
-    note = None
-    inp = p
-    if k is not None and p is not None and k > p:
-        inp = p + k  # exclusive form: cached was reported beside the prompt, not inside it
-        note = "cached>prompt: read as exclusive (input = prompt + cached)"
-    out = c
-    reasoning = t
-    if t:
-        if c is None:
-            out = t
-        else:
-            pp = p or 0
-            ii = inp or 0
-            if total is not None and (total == pp + c or total == ii + c):
-                if t > c:  # the writer's own total leaves no room: the thoughts figure is an estimate
-                    reasoning = None
-                    note = "thoughts exceed what totalTokenCount allows: reasoning unknown"
-            elif total is not None and (total == pp + c + t or total == ii + c + t):
-                out = c + t
-            elif t <= c:
-                note = "totalTokenCount fits neither rule: thoughts read as inside candidates"
-            else:
-                out = c + t
-                note = "thoughts exceed candidates: read as extra"
-    return inp, out, k, reasoning, note
-
-
-def usage_to_tokens(um: dict[str, Any]) -> tuple[dict[str, int | None], str | None]:
-    """Map a ``usageMetadata`` dict to inclusive record fields, plus a note when a rule was guessed.
-
-    Raises ValueError when a count is not a non-negative integer.
-    """
-    p, c, t, k, total = (_count(um, n) for n in ("promptTokenCount", "candidatesTokenCount",
-                                                 "thoughtsTokenCount", "cachedContentTokenCount",
-                                                 "totalTokenCount"))
-    inp, out, cached, reasoning, note = tokens_from_counts(p, c, t, k, total)
-    return ({"input_tokens": inp, "output_tokens": out, "cache_read_tokens": cached,
-             "reasoning_tokens": reasoning, "total_tokens": total}, note)
-
-
-def unrecognised_usage(obj: Any, depth: int = 0) -> bool:
-    """True when a parsed line carries positive token counts under keys no reader here knows."""
-    if depth > 6:
-        return False
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0 \
-                    and isinstance(key, str) and _TOKEN_KEY.search(key):
-                return True
-            if isinstance(value, dict | list) and unrecognised_usage(value, depth + 1):
-                return True
-    elif isinstance(obj, list):
-        return any(unrecognised_usage(v, depth + 1) for v in obj[:50])
-    return False
 
 
 class ChatParser:
@@ -579,14 +494,3 @@ class ChatParser:
         return (uuid, start, model or None, cwd or self.project_dir, session or None,
                 tokens["input_tokens"], tokens["output_tokens"], tokens["cache_read_tokens"],
                 tokens["reasoning_tokens"], tokens["total_tokens"], note, agent or MAIN)
-
-
-def _str(v: Any) -> str | None:
-    return v if isinstance(v, str) and v else None
-
-
-def _parse_ts(ts: str) -> Any:
-    try:
-        return parse_timestamp(ts)
-    except ValueError:
-        raise ValueError(f"bad timestamp {ts[:40]!r}") from None

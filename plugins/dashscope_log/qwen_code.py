@@ -31,7 +31,8 @@ from typing import Any
 from tokenmeter import Cursor, Source, SourceDataError, UsageRecord, Window
 
 from .demo import copy_demo_data
-from .qwen_chat import GENERIC_MARKS, MAIN, ChatParser, Row, tokens_from_counts, unrecognised_usage, usage_to_tokens
+from .qwen_chat import GENERIC_MARKS, ChatParser, Row
+from .qwen_tokens import MAIN, tokens_from_counts, unrecognised_usage, usage_to_tokens
 from .tail import LineLocator, check_readable, expand_paths, ingest
 from .tsv import parse_timestamp
 
