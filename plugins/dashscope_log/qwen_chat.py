@@ -113,6 +113,8 @@ class ChatParser:
         self.recent: dict[str, tuple[tuple[int | None, ...], str]] = {
             u: (tuple(sig), key) for u, sig, key in st.get("recent", [])}
         self.order: deque[str] = deque(self.recent)
+        # events since the last assistant line: only these can still meet theirs in a later run
+        self.pending = len(self.recent)
         self.versions: set[str] = set(st.get("versions", []))
         # sessions whose chat file exists: a /branch copy of their lines is not a call of its own
         self.sessions: frozenset[str] = getattr(opts, "chat_sessions", frozenset())
@@ -122,10 +124,11 @@ class ChatParser:
 
     def state(self) -> dict[str, Any] | None:
         out: dict[str, Any] = {}
-        if self.recent:
-            # only the newest events can still meet their assistant line in a later run (it follows
-            # within milliseconds): a small state keeps the cursor of thousands of files small
-            out["recent"] = [[u, list(sig), key] for u, (sig, key) in list(self.recent.items())[-KEEP:]]
+        if self.recent and self.pending:
+            # an assistant line follows its event within milliseconds: only the events after the
+            # last assistant line are kept, so the cursor of thousands of files stays small
+            keep = list(self.recent.items())[-min(self.pending, KEEP):]
+            out["recent"] = [[u, list(sig), key] for u, (sig, key) in keep]
         if self.versions:
             out["versions"] = sorted(self.versions)
         return out or None
@@ -138,6 +141,7 @@ class ChatParser:
         if uuid in self.recent:
             return
         self.recent[uuid] = (sig, key)
+        self.pending += 1
         self.order.append(uuid)
         while len(self.order) > RECENT:
             self.recent.pop(self.order.popleft(), None)
@@ -145,12 +149,14 @@ class ChatParser:
     def _consume(self, uuid: str) -> bool:
         if uuid not in self.recent:
             return False
+        self.pending = 0
         del self.recent[uuid]
         self.order.remove(uuid)
         return True
 
     def _paired(self, parent: str | None, sig: tuple[int | None, ...]) -> bool:
         """Is this assistant line the same call as a recent event? (consumes the event)"""
+        self.pending = 0
         hit = self.recent.get(parent) if parent else None
         if hit is None or hit[0] != sig:
             parent = next((u for u in reversed(self.order) if self.recent[u][0] == sig), None)

@@ -30,10 +30,12 @@ from typing import Any
 
 from tokenmeter import Cursor, Source, SourceDataError, UsageRecord, Window
 
+from . import paths
 from .demo import copy_demo_data
+from .paths import Unreadable, check_readable
 from .qwen_chat import GENERIC_MARKS, ChatParser, Row
 from .qwen_tokens import MAIN, tokens_from_counts, unrecognised_usage, usage_to_tokens
-from .tail import LineLocator, check_readable, expand_paths, ingest
+from .tail import LineLocator, ingest
 from .tsv import parse_timestamp
 
 __all__ = ["QwenCodeSource", "QwenParser", "default_roots", "find_roots", "usage_to_tokens",
@@ -224,6 +226,61 @@ class QwenParser:
         return ChatParser(path, start, state, opts)
 
 
+def _entries(path: str, blocked: list[str]) -> list[os.DirEntry[str]]:
+    """A folder's entries; one that exists but cannot be listed goes to ``blocked`` (never skipped quietly)."""
+    try:
+        with os.scandir(path) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError:
+        blocked.append(path)
+        return []
+    if not paths._access(path, os.R_OK | os.X_OK):  # root lists anything: the permission decides
+        blocked.append(path)
+        return []
+    return entries
+
+
+def _jsonl(entries: list[os.DirEntry[str]]) -> list[str]:
+    out = []
+    for e in entries:
+        if e.name.endswith(".jsonl") and e.is_file():
+            out.append(e.path if paths._access(e.path, os.R_OK) else Unreadable(e.path))
+    return out
+
+
+def _scan_root(root: str, chats: list[str], ledgers: list[str], transcripts: list[str], other: list[str]) -> None:
+    """One walk of a root with ``scandir`` (a warm run only stats what it finds: no globbing).
+
+    ``projects/<p>/chats/*.jsonl`` and ``chats/archive/``, ``projects/<p>/subagents/**.jsonl``,
+    ``usage/token-usage-*.jsonl``; other folders under ``projects/<p>/`` go to ``other`` (checked
+    for usage this reader would miss). Folders that cannot be listed come back ``Unreadable``.
+    """
+    blocked: list[str] = []
+    for project in _entries(os.path.join(root, "projects"), blocked):
+        if not project.is_dir():
+            continue
+        for d in _entries(project.path, blocked):
+            if not d.is_dir():
+                continue
+            if d.name == "chats":
+                inside = _entries(d.path, blocked)
+                chats += _jsonl(inside)
+                for a in inside:
+                    if a.name == "archive" and a.is_dir():
+                        chats += _jsonl(_entries(a.path, blocked))
+            elif d.name == "subagents":
+                for session in _entries(d.path, blocked):
+                    if session.is_dir():
+                        transcripts += _jsonl(_entries(session.path, blocked))
+            else:
+                other.append(d.path)
+    ledgers += [p for p in _jsonl(_entries(os.path.join(root, "usage"), blocked))
+                if os.path.basename(p).startswith("token-usage-")]
+    chats += (Unreadable(b) for b in blocked)
+
+
 def _version_key(v: str) -> tuple[int | str, ...]:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"[.-]", v))
 
@@ -265,11 +322,9 @@ class QwenCodeSource(Source):
         ledgers: list[str] = []
         transcripts: list[str] = []
         roots = self.roots()
+        self._other_dirs: list[str] = []
         for r in roots:
-            chats += expand_paths([os.path.join(glob.escape(r), "projects", "*", "chats", "*.jsonl"),
-                                   os.path.join(glob.escape(r), "projects", "*", "chats", "archive", "*.jsonl")])
-            ledgers += expand_paths([os.path.join(glob.escape(r), "usage", "token-usage-*.jsonl")])
-            transcripts += expand_paths([os.path.join(glob.escape(r), "projects", "*", "subagents", "**", "*.jsonl")])
+            _scan_root(r, chats, ledgers, transcripts, self._other_dirs)
         return chats, ledgers, transcripts, roots
 
     def available(self) -> str | None:
@@ -304,7 +359,7 @@ class QwenCodeSource(Source):
         orphans = [p for p in transcripts if self._orphan_transcript(p, sessions, months)]
         plan = Plan(sessions, self._agent_models(ledgers) if orphans else (),
                     next((m for m in map(_configured_model, roots) if m), None))
-        for where in self._unknown_places(roots):
+        for where in self._unknown_places():
             self.ctx.unrecognised(where, "token counts in a file the reader does not know")
         seen: set[int] = set()
 
@@ -361,19 +416,15 @@ class QwenCodeSource(Source):
                     out[obj["source"]] = obj["model"]
         return tuple(out.items())
 
-    @staticmethod
-    def _unknown_places(roots: list[str]) -> list[str]:
+    def _unknown_places(self) -> list[str]:
         """JSONL files in folders this reader does not know that hold token counts (first line found)."""
         found: list[str] = []
-        for r in roots:
-            for d in glob.glob(os.path.join(glob.escape(r), "projects", "*", "*")):
-                if os.path.basename(d) in KNOWN_PROJECT_DIRS or not os.path.isdir(d):
-                    continue
-                for path in sorted(glob.glob(os.path.join(glob.escape(d), "**", "*.jsonl"), recursive=True))[:20]:
-                    where = _first_usage_line(path)
-                    if where:
-                        found.append(where)
-                        break
+        for d in getattr(self, "_other_dirs", []):
+            for path in sorted(glob.glob(os.path.join(glob.escape(d), "**", "*.jsonl"), recursive=True))[:20]:
+                where = _first_usage_line(path)
+                if where:
+                    found.append(where)
+                    break
         return found[:5]
 
 
