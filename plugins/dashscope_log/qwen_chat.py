@@ -31,63 +31,18 @@ import re
 from collections import deque
 from typing import Any
 
+from . import qwen_shapes as S
 from .qwen_tokens import MAIN, tokens_from_counts, unrecognised_usage, usage_to_tokens
 from .qwen_tokens import count as _count
 from .qwen_tokens import parse_ts as _parse_ts
 from .qwen_tokens import text as _str
 from .tail import LineLocator
 
-__all__ = ["GENERIC_MARKS", "ChatParser", "Row"]
+__all__ = ["ChatParser", "Row"]
 
 # (key, start, model, project, session, input, output, cache_read, reasoning, total, note, agent)
 Row = tuple[Any, ...]
 
-MARK_A = b'"usageMetadata"'
-# the prefix also finds renamed events (e.g. api_response_v2), which are reported as unrecognised
-MARK_T = b'"event.name":"qwen-code.api_response'
-MARK_T_FULL = MARK_T + b'"'
-# structural token-count keys (a quote and a colon right after: never inside a JSON string)
-GENERIC_MARKS = (b'TokenCount":', b'token_count":', b'Tokens":', b'_tokens":')
-SCAN_A = b'ount":'  # the end of every ...TokenCount / ..._token_count key
-SCAN_B = b'okens":'  # ...Tokens / ..._tokens keys
-_GENERIC = re.compile(rb'(?:TokenCount|token_count|Tokens|_tokens)":')
-
-_HEAD = re.compile(
-    rb'\{"uuid":"([^"]+)","parentUuid":(?:null|"([^"]*)"),"sessionId":"([^"]*)",'
-    rb'"timestamp":"([^"]+)","type":"([a-z_]+)"'
-)
-_HEAD_FULL = re.compile(
-    rb'\{"uuid":"([^"]+)","parentUuid":(?:null|"([^"]*)"),"sessionId":"([^"]*)",'
-    rb'"timestamp":"([^"]+)","type":"assistant"(?:,"subtype":"[^"]*")?(?:,"cwd":"([^"]*)")?'
-    rb'(?:,"[A-Za-z_]+":(?:"[^"]*"|-?\d+|true|false|null))*,"message":'
-)
-_SCALARS = rb'(?:,"[A-Za-z_]+":(?:-?\d+(?:\.\d+)?|"[^"]*"|true|false|null))*\}[ \t\r]*'
-_USAGE_STD = (rb'"usageMetadata":\{"promptTokenCount":(\d+),"candidatesTokenCount":(\d+)'
-              rb'(?:,"thoughtsTokenCount":(\d+))?,"totalTokenCount":(\d+),"cachedContentTokenCount":(\d+)\}')
-_USAGE = rb'"usageMetadata":(\{[^{}]*\})'
-_TAIL_STD = re.compile(rb'\},"model":"([^"]*)",' + _USAGE_STD + _SCALARS)
-_TAIL = re.compile(rb'\},"model":"([^"]*)",' + _USAGE + _SCALARS)
-_UTAIL_STD = re.compile(rb'\},' + _USAGE_STD + _SCALARS)
-_UTAIL = re.compile(rb'\},' + _USAGE + _SCALARS)
-_HEAD_MODEL = re.compile(rb',"model":"([^"]*)"')
-_HEAD_CWD = re.compile(rb',"cwd":"([^"]*)"')
-_HEAD_VERSION = re.compile(rb',"version":"([^"\\]{1,40})"')
-_INT = re.compile(rb"[ ]*(\d{1,15})[ ]*[,}]")
-_BAD_JSON = (ValueError, RecursionError)  # RecursionError: absurdly deep nesting in a garbage line
-
-# event fields: (key bytes, is-int)
-_EV_STR = {k: f'"{k}":"'.encode() for k in ("event.timestamp", "response_id", "model", "subagent_name")}
-_EV_INT = {k: f'"{k}":'.encode() for k in ("status_code", "input_token_count", "output_token_count",
-                                             "cached_content_token_count", "thoughts_token_count",
-                                             "total_token_count")}
-NOT_CALLS = ("user", "tool_result")
-_NOT_CALLS_B = tuple(t.encode() for t in NOT_CALLS)
-_EV_STD = re.compile(
-    rb'"event.name":"qwen-code.api_response","event.timestamp":"([^"\\]*)","response_id":"([^"\\]*)",'
-    rb'"model":"([^"\\]*)","status_code":(\d{1,4}),"duration_ms":\d+,"input_token_count":(\d{1,15}),'
-    rb'"output_token_count":(\d{1,15}),"cached_content_token_count":(\d{1,15}),'
-    rb'"thoughts_token_count":(\d{1,15}),"total_token_count":(\d{1,15})[,}]')
-_AGENT_KEY = b'"subagent_name":"'
 RECENT = 64  # events remembered per file for pairing (main turns pair within a few lines)
 KEEP = 4  # of them, kept in the cursor between runs
 
@@ -170,10 +125,11 @@ class ChatParser:
     def block(self, buf: bytes, end: int, base: int) -> list[Row]:
         rows: list[Row] = []
         find = buf.find
+        scan_a, scan_b = S.SCAN_A, S.SCAN_B
         # Two scans find every line with a token-count key: ``...Count":`` (usageMetadata, events)
         # and ``...okens":`` (other shapes); the line itself then says what it is.
-        n1 = find(SCAN_A, 0, end)
-        n2 = find(SCAN_B, 0, end)
+        n1 = find(scan_a, 0, end)
+        n2 = find(scan_b, 0, end)
         has_nul = find(b"\x00", 0, end) != -1
         p = 0
         while p < end:
@@ -186,9 +142,9 @@ class ChatParser:
                 else:
                     self._skip(base + p, "NUL bytes")
                 if n1 != -1 and n1 < e:
-                    n1 = find(SCAN_A, e, end)
+                    n1 = find(scan_a, e, end)
                 if n2 != -1 and n2 < e:
-                    n2 = find(SCAN_B, e, end)
+                    n2 = find(scan_b, e, end)
             elif e > p and (buf[p] != 123 or buf[e - 1] != 125 or (has_nul and find(b"\x00", p, e) != -1)):
                 self._check_other(buf[p:e], base + p)  # not "{...}": is it JSON at all?
             p = e + 1
@@ -199,7 +155,7 @@ class ChatParser:
         # Pairing state is left alone: the line is read again, completed, next run.
         try:
             obj = json.loads(data)
-        except _BAD_JSON:
+        except S.BAD_JSON:
             return []
         if not isinstance(obj, dict):
             return []
@@ -224,7 +180,7 @@ class ChatParser:
         except UnicodeDecodeError:
             self._skip(offset, "not UTF-8")
             return None
-        except _BAD_JSON:
+        except S.BAD_JSON:
             self._skip(offset, "corrupt JSON")
             return None
         if not isinstance(obj, dict):
@@ -234,14 +190,14 @@ class ChatParser:
         return None
 
     def _check_unrecognised(self, obj: dict[str, Any], offset: int) -> None:
-        if obj.get("type") in NOT_CALLS:
+        if obj.get("type") in S.NOT_CALLS:
             return  # e.g. the agent tool's result sums its subagent's run: not a call
         if unrecognised_usage(obj) and len(self.unrecognised) < 3:
             self.unrecognised.append(self.locator.where(offset))
 
     def _usage_line(self, buf: bytes, s: int, e: int, base: int) -> Row | None:
         """A line with a token-count key: an assistant line, an event, or something else."""
-        m = _HEAD.match(buf, s, e)
+        m = S.HEAD.match(buf, s, e)
         if m is not None:
             typ = m[5]
             if typ == b"assistant":
@@ -252,21 +208,21 @@ class ChatParser:
                     # the assistant line right after its event: that event counted the call (a torn
                     # copy of the line never ends in "}" after its usage, so it cannot take the pairing)
                     return None
-                fm = _HEAD_FULL.match(buf, s, e)
+                fm = S.HEAD_FULL.match(buf, s, e)
                 if fm is not None:
                     row = self._fast_assistant(buf, s, e, fm, base)
                     if row is not None:
                         return row or None  # False: bad line or not counted
             elif typ == b"system":
-                q = buf.find(MARK_T_FULL, m.end(), e)
+                q = buf.find(S.MARK_T_FULL, m.end(), e)
                 if q != -1:
                     row = self._fast_event(buf, s, e, m, q, base)
                     if row is not None:
                         return row or None
-                elif buf.find(MARK_T, m.end(), e) == -1 and _GENERIC.search(buf, s, e) is None \
+                elif buf.find(S.MARK_T, m.end(), e) == -1 and S.GENERIC.search(buf, s, e) is None \
                         and buf.find(b'{"uuid":"', s + 1, e) == -1:
                     return None  # e.g. an attribution snapshot's promptCount: not token counts
-            elif typ in _NOT_CALLS_B and buf.find(b'{"uuid":"', s + 1, e) == -1:
+            elif typ in S.NOT_CALLS_B and buf.find(b'{"uuid":"', s + 1, e) == -1:
                 # never a call (a user line; the agent tool's result sums its subagent's run), unless
                 # a crash glued a partial line to a complete one: then json.loads sorts it out
                 return None
@@ -275,7 +231,7 @@ class ChatParser:
         except UnicodeDecodeError:
             self._skip(base + s, "not UTF-8")
             return None
-        except _BAD_JSON:
+        except S.BAD_JSON:
             k = buf.rfind(b'{"uuid":"', s + 1, e)
             if k != -1:  # a partial line (crash, disk full) followed by a complete record
                 self._skip(base + s, "corrupt JSON (partial line glued to the next record)")
@@ -290,7 +246,7 @@ class ChatParser:
     def _version(self, buf: bytes, s: int, stop: int) -> None:
         if self._ver_key and buf.find(self._ver_key, s, stop) != -1:
             return  # the version of the line before: the usual case
-        vm = _HEAD_VERSION.search(buf, s, stop)
+        vm = S.HEAD_VERSION.search(buf, s, stop)
         if vm is not None:
             self._ver_key = vm[0]
             if len(self.versions) < 32:
@@ -305,14 +261,14 @@ class ChatParser:
         if u == -1:
             return None
         if buf[u - 1] == 125:  # "}," : usage right after the message, the model among the short fields
-            hm = _HEAD_MODEL.search(buf, s, mpos)
-            tm = _UTAIL_STD.fullmatch(buf, u - 1, e) or _UTAIL.fullmatch(buf, u - 1, e)
+            hm = S.HEAD_MODEL.search(buf, s, mpos)
+            tm = S.UTAIL_STD.fullmatch(buf, u - 1, e) or S.UTAIL.fullmatch(buf, u - 1, e)
             if hm is None or tm is None:
                 return None
             model_b, usage = hm[1], tm.groups()
         else:  # the model between the message and the usage
             t = buf.rfind(b'},"model":"', mpos, u)
-            tm = (_TAIL_STD.fullmatch(buf, t, e) or _TAIL.fullmatch(buf, t, e)) if t != -1 else None
+            tm = (S.TAIL_STD.fullmatch(buf, t, e) or S.TAIL.fullmatch(buf, t, e)) if t != -1 else None
             if tm is None:
                 return None
             model_b, usage = tm[1], tm.groups()[1:]
@@ -336,7 +292,7 @@ class ChatParser:
                     return None
             uuid, parent, session, ts_b, cwd = m.group(1, 2, 3, 4, 5)
             if cwd is None:
-                cm = _HEAD_CWD.search(buf, s, mpos)
+                cm = S.HEAD_CWD.search(buf, s, mpos)
                 cwd = cm[1] if cm is not None else None
             row = self._assistant(uuid.decode(), parent.decode() if parent else None, session.decode(),
                                   ts_b.decode(), model_b.decode(), cwd.decode() if cwd else None, None,
@@ -352,7 +308,7 @@ class ChatParser:
         """A ui_telemetry api_response line, by regex or by key; None = let json.loads decide."""
         if buf.find(b"\\", s, m.end()) != -1 or buf[e - 1] not in b"} \t\r":
             return None
-        sm = _EV_STD.match(buf, q, e)
+        sm = S.EV_STD.match(buf, q, e)
         try:
             uuid_b, _parent, session_b, line_ts = m.group(1, 2, 3, 4)
             self._version(buf, s, q)
@@ -360,7 +316,7 @@ class ChatParser:
                 vals = self._event_fields(buf, q, e)
                 if vals is None:
                     return None
-                ev = {k: (int(v) if k in _EV_INT else v.decode()) for k, v in vals.items()}
+                ev = {k: (int(v) if k in S.EV_INT else v.decode()) for k, v in vals.items()}
                 row = self._event(uuid_b.decode(), session_b.decode(), line_ts.decode(),
                                   self._cwd(buf, s, q), ev, base + s)
                 return row if row is not None else False
@@ -369,10 +325,10 @@ class ChatParser:
             if not 200 <= int(status_b) < 300:
                 return False  # an error response: not usage
             pid = buf.rfind(b',"prompt_id":"', sm.end(), e)
-            a = buf.find(_AGENT_KEY, pid if pid != -1 else sm.end(), e)
+            a = buf.find(S.AGENT_KEY, pid if pid != -1 else sm.end(), e)
             agent = MAIN
             if a != -1:
-                a += len(_AGENT_KEY)
+                a += len(S.AGENT_KEY)
                 j = buf.find(b'"', a, e)
                 if j == -1 or buf.find(b"\\", a, j) != -1:
                     return None
@@ -395,7 +351,7 @@ class ChatParser:
         """The line's cwd (lines of one file nearly always share it: a find, not a regex, then)."""
         if self._cwd_key and buf.find(self._cwd_key, s, stop) != -1:
             return self._cwd_val
-        cm = _HEAD_CWD.search(buf, s, stop)
+        cm = S.HEAD_CWD.search(buf, s, stop)
         if cm is None:
             return None
         self._cwd_key, self._cwd_val = cm[0] + b",", cm[1].decode()
@@ -405,7 +361,7 @@ class ChatParser:
     def _event_fields(buf: bytes, q: int, e: int) -> dict[str, Any] | None:
         """Event fields found by key, in any order; None = let json.loads decide."""
         vals: dict[str, Any] = {}
-        for name, key in _EV_STR.items():
+        for name, key in S.EV_STR.items():
             i = buf.find(key, q, e)
             if i == -1:
                 continue
@@ -414,11 +370,11 @@ class ChatParser:
             if j == -1 or buf.find(b"\\", i, j) != -1:
                 return None
             vals[name] = buf[i:j]
-        for name, key in _EV_INT.items():
+        for name, key in S.EV_INT.items():
             i = buf.find(key, q, e)
             if i == -1:
                 continue
-            im = _INT.match(buf, i + len(key), e)
+            im = S.INT.match(buf, i + len(key), e)
             if im is None:
                 return None  # null, a float, a negative number: the json path decides
             vals[name] = int(im[1])

@@ -33,7 +33,8 @@ from tokenmeter import Cursor, Source, SourceDataError, UsageRecord, Window
 from . import paths
 from .demo import copy_demo_data
 from .paths import Unreadable, check_readable
-from .qwen_chat import GENERIC_MARKS, ChatParser, Row
+from .qwen_chat import ChatParser, Row
+from .qwen_shapes import GENERIC_MARKS
 from .qwen_tokens import MAIN, tokens_from_counts, unrecognised_usage, usage_to_tokens
 from .tail import LineLocator, ingest
 from .tsv import parse_timestamp
