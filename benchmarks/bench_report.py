@@ -7,7 +7,7 @@ Per-request log records are spread evenly over the 12 months before the fixed "n
 sessions (20 projects, 8 models, two log sources), plus daily ledger buckets (OpenRouter all
 year, a QwenCloud bill for the first half year, which the report uses instead of the qwen logs
 for those days). About 1/12 of the records fall in the reported month. Prints the timing of
-each report (best of 3) and the row counts.
+each report (best of 3) and the row counts; ``--by session`` reads the month's rows, not the rollup.
 """
 
 from __future__ import annotations
@@ -44,12 +44,12 @@ def fill(store: Store, n: int, seed: int = 7) -> None:
     sql = f"INSERT INTO usage ({cols}) VALUES ({', '.join('?' * len(USAGE_COLUMNS))})"
     batch: list[tuple] = []
 
-    def add(src, kind, provider, model, project, ts, end_ts, requests, inp, out, cost, est):
+    def add(src, kind, provider, model, project, ts, end_ts, requests, inp, out, cost, est, session=None):
         iso = datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
         iso_end = datetime.fromtimestamp(end_ts, UTC).isoformat().replace("+00:00", "Z")
         rid = hashlib.blake2b(f"{src}{ts}{len(batch)}{rng.random()}".encode(), digest_size=16).hexdigest()
         batch.append((
-            rid, src, kind, "bench", rid, provider, model, project, None, None, iso, iso_end, ts, end_ts,
+            rid, src, kind, "bench", rid, provider, model, project, session, None, iso, iso_end, ts, end_ts,
             requests, 0, inp, out, inp and inp // 3, None, out and out // 4, inp and inp + out,
             cost, "USD" if cost is not None else None, "billed" if cost is not None else None,
             est, "USD" if est is not None else None, "bench" if est is not None else None, "{}", "h", iso,
@@ -67,10 +67,11 @@ def fill(store: Store, n: int, seed: int = 7) -> None:
             src, provider = rng.choice([("qwen-code", "qwen"), ("dashscope-log", "qwen-singapore")])
             model = rng.choice(MODELS[:8])
             project = f"/home/u/p{rng.randrange(20)}"
+            session = f"s{i}"
         ts = int(start + i * step)
         inp, out = rng.randrange(500, 120_000), rng.randrange(10, 4000)
         est = inp * 400 + out * 1200 if model != "qwq-plus" else None
-        add(src, "log", provider, model, project, ts, ts, 1, inp, out, None, est)
+        add(src, "log", provider, model, project, ts, ts, 1, inp, out, None, est, session)
         session_left -= 1
         i += 1
     day = start - start % 86400
@@ -126,7 +127,8 @@ def main() -> None:
         "SELECT COUNT(*) FROM usage WHERE start_ts >= ? AND start_ts < ?", period.bounds()
     ).fetchone()[0]
     print(f"records in the reported month ({period.start}..{period.end}, Europe/Berlin): {in_month:,}")
-    for by in (["model"], ["day"], ["day", "model"], ["provider", "source"]):
+    # --by session reads the month's usage rows (the rollup has no session column)
+    for by in (["model"], ["day"], ["day", "model"], ["provider", "source"], ["session"]):
         secs, report = best_of(lambda by=by: usage_report(store, period, by=by))
         print(f"one-month report --by {','.join(by):<14} {secs * 1000:7.1f} ms  ({len(report.rows)} rows)")
     secs, report = best_of(lambda: usage_report(store, period, by=["day"], filters=Filters(model="coder")))

@@ -8,6 +8,9 @@ import pytest
 
 from tokenmeter import plugin_manager
 
+# the kit is opt-in for every project, this one included (tokenmeter_env below comes from it)
+pytest_plugins = ["tokenmeter.testing"]
+
 SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "samples"
 
 
@@ -19,6 +22,7 @@ def _isolate(tokenmeter_env: Path, monkeypatch: pytest.MonkeyPatch):
                 "HUAWEICLOUD_SDK_SK", "TZ", "TOKENMETER_NOW", "XDG_CONFIG_HOME", "XDG_DATA_HOME"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tokenmeter_env / "home"))
+    monkeypatch.setenv("COLUMNS", "80")  # tables fit the terminal: never the width of the one running pytest
     (tokenmeter_env / "home").mkdir()
     plugin_manager.reset()
     yield

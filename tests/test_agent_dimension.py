@@ -186,10 +186,14 @@ def test_cli_table(tokenmeter_env):
     result = cli_run(["--today", "--by", "agent", "-f", "table", "--tz", "UTC", "--offline"], NOW)
     assert result.exit_code == 0, result.output
     lines = {line.split()[0]: line.split() for line in result.stdout.splitlines()[2:] if line.strip()}
-    assert lines["general-purpose"][:6] == ["general-purpose", "2", "2,000", "200", "–", "–"]
+    # 80 columns: the cache/reasoning column is left out (--wide below shows it)
+    assert lines["general-purpose"][:5] == ["general-purpose", "2", "2,000", "200", "2,200"]
     assert lines["main"][1:4] == ["4", "3,500", "350"] and "0.35" in lines["main"]
     assert lines["-"][1:4] == ["1", "1,000", "100"] and "0.01" in lines["-"]  # no agent reported
     assert lines["Total"][1] == "7" and "0.56" in lines["Total"]
+    wide = cli_run(["--today", "--by", "agent", "-f", "table", "--tz", "UTC", "--offline", "--wide"], NOW)
+    lines = {line.split()[0]: line.split() for line in wide.stdout.splitlines()[2:] if line.strip()}
+    assert lines["general-purpose"][:7] == ["general-purpose", "2", "2,000", "200", "–", "–", "–"]
 
 
 def test_cli_json_csv_tsv_quiet(tokenmeter_env):

@@ -66,7 +66,7 @@ def test_export_json(db, tmp_path):
         text = tm.export_json("month", output_path=out, by=["provider"], now=NOW, tz="UTC")
     data = json.loads(text)
     assert json.loads(out.read_text()) == data
-    assert set(data) == {"period", "group_by", "rows", "total"}
+    assert set(data) == {"schema_version", "period", "group_by", "rows", "total"}
     assert data["period"] == {"from": "2026-03-01", "to": "2026-03-31", "tz": "UTC"}
     assert {(r["provider"], r["cost"]) for r in data["rows"]} == {("openrouter", "0.5"), ("qwen", "1.223456789")}
 

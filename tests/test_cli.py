@@ -109,7 +109,8 @@ def test_bare_form_like_the_seed(data):
 
 def test_json_shape(data):
     out = cli_json(["report", "--today", "--by", "provider,model", "--json", "--tz", "UTC"], NOW)
-    assert set(out) == {"period", "group_by", "rows", "total"}
+    assert set(out) == {"schema_version", "period", "group_by", "rows", "total"}
+    assert out["schema_version"] == 1
     assert out["period"] == {"from": "2026-03-15", "to": "2026-03-15", "tz": "UTC"}
     assert out["group_by"] == ["provider", "model"]
     for row in out["rows"]:
@@ -174,7 +175,13 @@ def test_table_format(data):
     assert result.exit_code == 0
     out = result.stdout
     assert "Usage 2026-03-15 to 2026-03-15 (UTC)" in out
-    assert "1,234,567" in out and "1,500.00 CNY" in out and "Total" in out
+    assert "1,234,567" in out and "Total" in out
+    # one number of decimals per currency in the column (enough for its smallest amount), and the
+    # decimal points of every currency in one line
+    assert "1,500.000000 CNY" in out and "0.000001 CNY" in out and "0.25     USD" in out
+    points = {line.index(".", line.index(" USD") - 12 if " USD" in line else line.index(" CNY") - 12)
+              for line in out.splitlines() if line.endswith(("USD  log", "CNY  log"))}
+    assert len(points) == 1
 
 
 def test_unpriced_shown_as_unknown_not_zero(data):
@@ -187,7 +194,7 @@ def test_unpriced_shown_as_unknown_not_zero(data):
 
 def test_exit_4_bad_config_key(tokenmeter_env):
     (tokenmeter_env / "config.toml").write_text('[tokenmeter]\ntimezone = "UTC"\ndatabse = "x.db"\n')
-    result = cli_run(["report", "--json"])
+    result = cli_run(["report", "--csv"])  # with --json the line is a JSON document (test_cli_habits.py)
     assert result.exit_code == 4
     assert result.stderr.strip().count("\n") == 0
     assert "tokenmeter.databse" in result.stderr and result.stderr.startswith("Error: ")
@@ -200,8 +207,8 @@ def test_exit_4_bad_config_key(tokenmeter_env):
 def test_exit_4_bad_tz_and_dates():
     result = cli_run(["--tz", "Mars/Olympus", "--json"])
     assert result.exit_code == 4 and "Mars/Olympus" in result.stderr
-    result = cli_run(["--from", "2026-02-30", "--json"])
-    assert result.exit_code == 4 and "--from: expected a date as YYYY-MM-DD" in result.stderr
+    result = cli_run(["--from", "2026-02-30"])  # a bad command-line date is a usage error
+    assert result.exit_code == 64 and "--from: expected a date as YYYY-MM-DD" in result.stderr
     result = cli_run(["--period", "someday", "--json"])
     assert result.exit_code == 4 and "unknown period 'someday'" in result.stderr
     result = cli_run(["--by", "colour", "--json"])
@@ -406,8 +413,8 @@ def test_report_refresh_failure_is_a_warning():
 
 def test_prices_bad_on_date_is_one_line_error():
     result = cli_run(["prices", "qwen-plus", "--on", "2026-02-30"])
-    assert result.exit_code == 4
-    assert result.stderr == "Error: --on: expected a date as YYYY-MM-DD, got '2026-02-30'\n"
+    assert result.exit_code == 64
+    assert result.stderr == "Error: --on: expected a date as YYYY-MM-DD or YYYYMMDD, got '2026-02-30'\n"
 
 
 def test_root_dashboard_flag_honours_tz(tokenmeter_env):
@@ -418,12 +425,12 @@ def test_root_dashboard_flag_honours_tz(tokenmeter_env):
 
 
 def test_debug_adds_the_traceback():
-    result = cli_run(["--debug", "--tz", "Mars/Olympus", "--json"])
+    result = cli_run(["--debug", "--tz", "Mars/Olympus", "--csv"])
     assert result.exit_code == 4
     assert "Traceback" in result.stderr and result.stderr.endswith("Error: --tz: unknown time zone "
                                                                    "'Mars/Olympus'; use an IANA name such "
                                                                    "as 'Europe/Berlin'\n")
-    assert "Traceback" not in cli_run(["--tz", "Mars/Olympus", "--json"]).stderr
+    assert "Traceback" not in cli_run(["--tz", "Mars/Olympus", "--csv"]).stderr
 
 
 def test_sources_status_never_shows_a_pasted_key(tokenmeter_env):

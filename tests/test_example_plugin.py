@@ -102,7 +102,7 @@ def test_broken_copy_is_reported_and_the_cli_keeps_working(installed, broken):
 
 
 def test_example_plugins_own_tests_pass(installed):
-    """The example's tests, run the way its author would (pytest picks up tokenmeter.testing)."""
+    """The example's tests, run the way its author would (its conftest.py opts in to tokenmeter.testing)."""
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")],
         env=subprocess_env([installed]), capture_output=True, text=True, timeout=120, cwd=EXAMPLE,

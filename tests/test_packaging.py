@@ -87,3 +87,13 @@ def test_plugin_data_files_are_package_data():
         globs = [*data.get(name, []), *data.get("*", [])]
         # a glob's "*" never crosses a folder in setuptools: compare folder depth too
         assert any(fnmatch(rel, g) and rel.count("/") == g.count("/") for g in globs), f"{rel} of {name}"
+
+
+def test_the_version_is_written_once():
+    """pyproject.toml reads the version from tokenmeter/_version.py, the module everything imports it from."""
+    import tokenmeter
+    from tokenmeter._version import __version__
+
+    assert "version" in PYPROJECT["project"]["dynamic"] and "version" not in PYPROJECT["project"]
+    assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "tokenmeter._version.__version__"}
+    assert tokenmeter.__version__ == __version__ == metadata.version("tokenmeter")

@@ -66,7 +66,7 @@ def test_days_and_ranges():
     [
         ({"days": 0}, "--days must be at least 1"),
         ({"date_from": "2026-03-10", "date_to": "2026-03-01"}, "before --from"),
-        ({"date_from": "2026-13-01"}, "--from: expected a date as YYYY-MM-DD, got '2026-13-01'"),
+        ({"date_from": "2026-13-01"}, "--from: expected a date as YYYY-MM-DD or YYYYMMDD, got '2026-13-01'"),
         ({"date_to": "yesterday-ish"}, "--to: expected a date"),
         ({"preset": "fortnight"}, "unknown period 'fortnight'"),
         ({"preset": "2026-13"}, "unknown period '2026-13'"),

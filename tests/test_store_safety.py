@@ -25,9 +25,14 @@ DAY = datetime(2026, 3, 15, 9, 0, tzinfo=UTC)
 
 
 def one_line_error(result) -> str:
+    """The error's one line: "Error: ..." or, with --json, the one-line JSON error document."""
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    assert "Traceback" not in result.output
+    assert len(lines) == 1 and "Traceback" not in result.output, result.stderr
+    if lines[0].startswith("{"):
+        error = json.loads(lines[0])["error"]
+        assert error["exit_code"] == result.exit_code
+        return f"Error: {error['message']}"
+    assert lines[0].startswith("Error: "), result.stderr
     return lines[0]
 
 
@@ -256,7 +261,7 @@ def test_report_retries_a_locked_database(monkeypatch):
 
 
 def test_report_gives_up_on_a_lock_that_stays_and_shows_stored_data(tokenmeter_env, monkeypatch):
-    import tokenmeter.cli.refresh as refresh
+    import tokenmeter.service as refresh
 
     register(make_source("log", [rec("a", start=DAY), Cursor({"n": 1})], kind="log"))
     monkeypatch.setattr(refresh, "BUSY_WAIT", 0.1)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -230,3 +234,27 @@ def test_fixtures(tokenmeter_env, fixed_now):
     assert os.environ["TOKENMETER_HOME"] == str(tokenmeter_env)
     assert os.environ["TOKENMETER_DB"] == str(tokenmeter_env / "tokenmeter.db")
     assert "TOKENMETER_CONFIG" not in os.environ  # so TOKENMETER_HOME/config.toml is the config
+
+
+# -- opt-in ----------------------------------------------------------------------------------------
+
+
+def test_the_kit_is_not_registered_with_pytest_for_everyone():
+    """Installing tokenmeter adds no ``pytest11`` entry point: the kit loads only where asked for."""
+    assert [ep for ep in metadata.entry_points(group="pytest11") if ep.value.startswith("tokenmeter")] == []
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    assert "pytest11" not in pyproject.read_text()
+
+
+def test_a_conftest_line_opts_in(tmp_path):
+    (tmp_path / "test_x.py").write_text("def test_now(fixed_now):\n    assert fixed_now.year == 2026\n")
+
+    def pytest_run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+    without = pytest_run()
+    assert without.returncode == 1 and "fixture 'fixed_now' not found" in without.stdout
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["tokenmeter.testing"]\n')  # docs/plugins/testing.md
+    opted_in = pytest_run()
+    assert opted_in.returncode == 0, opted_in.stdout + opted_in.stderr

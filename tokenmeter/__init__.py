@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import errors
+from ._version import __version__
 from .errors import (
     ConfigError,
     InvalidRecord,
@@ -30,7 +31,6 @@ from .util import check_base_url, is_loopback, parse_day, parse_time
 if TYPE_CHECKING:
     from .api import Tokenmeter
 
-__version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",

@@ -1,33 +1,38 @@
-"""The Python API for scripts: ``tokenmeter.open().usage(period="week", by=["model"])``."""
+"""The Python API for scripts: ``tokenmeter.open().usage(period="week", by=["model"])``.
+
+A thin layer over ``tokenmeter.service``, the same functions the command line calls; CSV and JSON
+text come from ``tokenmeter.render``, so ``export_csv()`` is byte for byte what ``--csv`` prints.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .config import Config, db_path, load_config, parse_timezone
-from .output import dumps, render_csv
-from .periods import resolve_period
-from .reports import Filters, Report, parse_group_by, usage_report
-from .store import Store
+from . import service
+from .config import Config
+from .render import render, report_view
+from .reports import Filters, Report
 
 __all__ = ["Tokenmeter"]
-
-CSV_COLUMNS = [
-    "requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-    "reasoning_tokens", "total_tokens", "cost", "currency", "cost_kind", "unpriced_requests",
-]
 
 
 class Tokenmeter:
     """An open tokenmeter database. Reads only; ``fetch()`` pulls from sources."""
 
     def __init__(self, db: str | Path | None = None, *, config: str | Config | None = None) -> None:
-        self.config = config if isinstance(config, Config) else load_config(config)
-        self.db_path = str(db_path(str(db) if db else None, self.config))
-        self.store = Store.open(self.db_path)
+        env = service.Environment(
+            config_file=None if isinstance(config, Config) else config,
+            db=str(db) if db else None,
+            given=config if isinstance(config, Config) else None,
+            clock=service.utcnow,  # scripts pass `now=` to pin it; TOKENMETER_NOW is for the CLI
+        )
+        self._env = env
+        self.config = env.config
+        self.db_path = env.db_path
+        self.store = env.open_store()
 
     def close(self) -> None:
         self.store.close()
@@ -56,12 +61,12 @@ class Tokenmeter:
         now: datetime | None = None,
     ) -> Report:
         """A full report (period, rows, total per currency, notes)."""
-        zone = parse_timezone(tz) if tz else self.config.timezone
-        p = resolve_period(now or datetime.now(UTC), zone, preset=period, date_from=date_from,
-                           date_to=date_to, days=days)
-        self.store.refresh_rollup()  # reports read the rollup as it is: bring it up to date first
-        return usage_report(self.store, p, by=parse_group_by(by),
-                            filters=Filters(provider, source, model, project, agent), cost=cost)
+        query = service.report_query(
+            self.config, now or self._env.now(), preset=period, date_from=date_from, date_to=date_to, days=days,
+            by=by or (),  # unlike the CLI, no `by` means the total only
+            filters=Filters(provider, source, model, project, agent), tz=tz, cost=cost,
+        )
+        return service.report(self.store, self.config, query)
 
     def usage(self, period: str | None = "today", **kwargs: Any) -> list[dict[str, Any]]:
         """Rows of a report, costs as ``Decimal``; with no ``by`` a single total row per currency."""
@@ -75,43 +80,32 @@ class Tokenmeter:
     def export_json(self, period: str | None = "month", output_path: str | Path | None = None,
                     **kwargs: Any) -> str:
         """The report as JSON text (DESIGN §6 shape); also written to ``output_path`` if given."""
-        text = dumps(self.report(period, **kwargs).as_dict())
+        text = render(report_view(self.report(period, **kwargs)), "json")
         if output_path:
-            Path(output_path).write_text(text + "\n", encoding="utf-8")
-        return text
+            Path(output_path).write_text(text, encoding="utf-8")
+        return text.removesuffix("\n")
 
     def export_csv(self, period: str | None = "month", output_path: str | Path | None = None,
                    **kwargs: Any) -> str:
         """The report as CSV text (header row, plain numbers); also written to ``output_path``."""
-        report = self.report(period, **kwargs)
-        rows = report.rows if report.group_by else report.total
-        text = render_csv(rows, [*report.group_by, *CSV_COLUMNS])
+        text = render(report_view(self.report(period, **kwargs)), "csv")
         if output_path:
             Path(output_path).write_text(text, encoding="utf-8")
         return text
 
     def budgets(self, *, now: datetime | None = None) -> list[dict[str, Any]]:
         """Budget and quota statuses (level ok / warning / critical), as dicts."""
-        from .insights import budget_statuses
-
-        self.store.refresh_rollup()
-        statuses = budget_statuses(self.store, self.config, now or datetime.now(UTC), self.config.timezone)
+        statuses = service.budgets(self.store, self.config, now or self._env.now(), self.config.timezone)
         return [s.to_dict() for s in statuses]
 
     def forecast(self, *, now: datetime | None = None) -> dict[str, Any]:
         """Month-end projection and days until each budget or quota runs out."""
-        from .insights import forecast_data
-
-        self.store.refresh_rollup()
-        return forecast_data(self.store, self.config, now or datetime.now(UTC), self.config.timezone)
+        return service.forecast(self.store, self.config, now or self._env.now(), self.config.timezone)
 
     def quotas(self) -> list[dict[str, Any]]:
         """Latest quota snapshots."""
-        return self.store.snapshots(latest=True)
+        return service.quotas(self.store)
 
     def fetch(self, *sources: str) -> list[dict[str, Any]]:
         """Pull from sources (all available ones when none are named); returns per-source summaries."""
-        from .fetch import run_fetch
-        from .plugin_manager import get_sources
-
-        return [r.as_dict() for r in run_fetch(self.store, self.config, list(sources), get_sources())]
+        return [r.as_dict() for r in service.fetch(self.store, self.config, sources)]

@@ -38,6 +38,7 @@ from .errors import ConfigError
 __all__ = [
     "LEVELS",
     "PERIODS",
+    "SCHEMA_VERSION",
     "Budget",
     "BudgetStatus",
     "budget_window",
@@ -49,6 +50,9 @@ __all__ = [
     "quota_statuses",
 ]
 
+# the version of `tokenmeter budget --json` (schemas/budget.schema.json): bumped only when a key is
+# removed or changes meaning; new keys may appear within a version
+SCHEMA_VERSION = 1
 PERIODS = ("day", "week", "month", "quarter", "year")
 UNITS = ("tokens", "requests")
 LEVELS = ("ok", "warning", "critical")

@@ -59,21 +59,35 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
-from datetime import date, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from html import escape
+from collections.abc import Mapping
+from decimal import Decimal
 from importlib import resources
 from typing import Any
 
+from ._version import __version__
+from .dashboard_values import (
+    COST_KIND_HELP,
+    DASH,
+    add,
+    as_int,
+    as_str,
+    chart_data,
+    currency_of,
+    dec,
+    esc,
+    fmt_amount,
+    fmt_compact,
+    fmt_int,
+    fmt_money,
+    fmt_pct,
+    kind_badge,
+    kinds_label,
+    rows_of,
+    tokens_of,
+)
+
 __all__ = ["COST_KIND_HELP", "render_dashboard"]
 
-COST_KIND_HELP = {
-    "billed": "from the provider's bill",
-    "logged": "the client log's own figure",
-    "estimated": "tokens \u00d7 price table",
-    "mixed": "several of these",
-}
 TIME_COLUMNS = ("date", "week", "month", "quarter")
 TEXT_COLUMNS = ("provider", "source", "account", "project", "agent", "model")
 COUNT_COLUMNS = (
@@ -82,7 +96,6 @@ COUNT_COLUMNS = (
     ("reasoning_tokens", "Reasoning"), ("total_tokens", "Total tokens"),
 )
 MAX_ROWS = 5000
-DASH = "\u2014"
 
 # registers CSP violations before anything else is parsed (the browser test reads them)
 _HEAD_JS = (
@@ -91,191 +104,6 @@ _HEAD_JS = (
     "r.setAttribute('data-csp-blocked',((r.getAttribute('data-csp-blocked')||'')+' '+e.blockedURI).trim());"
     "});"
 )
-
-
-# -- value helpers ---------------------------------------------------------------------------------
-
-
-def _dec(value: Any) -> Decimal | None:
-    if value is None or value == "" or isinstance(value, bool):
-        return None
-    try:
-        number = value if isinstance(value, Decimal) else Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
-
-
-def _int(value: Any) -> int | None:
-    number = _dec(value)
-    return None if number is None else int(number.quantize(Decimal(1), ROUND_HALF_UP))
-
-
-def _str(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.isoformat(timespec="seconds")
-    if isinstance(value, date):
-        return value.isoformat()
-    text = str(value)
-    return text if text else None
-
-
-def _add(a: Any, b: Any) -> Any:
-    if b is None:
-        return a
-    return b if a is None else a + b
-
-
-def fmt_int(value: Any) -> str:
-    number = _int(value)
-    return DASH if number is None else f"{number:,}"
-
-
-def fmt_compact(value: Any) -> str:
-    number = _dec(value)
-    if number is None:
-        return DASH
-    for size, suffix in ((10**9, "B"), (10**6, "M"), (10**3, "k")):
-        if abs(number) >= size:
-            scaled = number / size
-            digits = 0 if abs(scaled) >= 100 else 1 if abs(scaled) >= 10 else 2
-            return f"{float(scaled):.{digits}f}".rstrip("0").rstrip(".") + suffix
-    return f"{int(number):,}"
-
-
-def fmt_money(value: Any, currency: str | None) -> str:
-    """``15.25 USD``; under 1: 4 decimals (``0.3693 USD``), under 0.01: 6 (``0.007726 USD``)."""
-    number = _dec(value)
-    if number is None:
-        return DASH
-    if abs(number) >= 1 or number == 0:
-        text = f"{number.quantize(Decimal('0.01')):,}"
-    else:
-        # small amounts keep their significant digits: 0.3693, 0.007726
-        places = Decimal("0.0001") if abs(number) >= Decimal("0.01") else Decimal("0.000001")
-        text = f"{number.quantize(places):f}".rstrip("0")
-        if len(text.split(".")[1]) < 2:
-            text = f"{number:.2f}"
-    return f"{text} {currency}" if currency else text
-
-
-def fmt_amount(value: Any, unit: str | None) -> str:
-    """Money when ``unit`` is a currency code, else a count with its unit."""
-    if unit and len(unit) == 3 and unit.isalpha() and unit.isupper():
-        return fmt_money(value, unit)
-    return f"{fmt_int(value)} {unit}".strip() if unit else fmt_int(value)
-
-
-def fmt_pct(part: Any, whole: Any) -> str:
-    p, w = _dec(part), _dec(whole)
-    if p is None or not w:
-        return DASH
-    return f"{p / w * 100:.1f}%"
-
-
-def _e(value: Any) -> str:
-    return escape(_str(value) or "", quote=True)
-
-
-def _kind_badge(kind: Any) -> str:
-    if not kind:
-        return ""
-    k = _str(kind) or ""
-    cls = k if k in COST_KIND_HELP else "none"
-    return f'<span class="badge {cls}" title="{_e(COST_KIND_HELP.get(k, k))}">{_e(k)}</span>'
-
-
-# -- normalising the input -------------------------------------------------------------------------
-
-
-def _rows(value: Any) -> list[Mapping[str, Any]]:
-    if not value:
-        return []
-    if isinstance(value, Mapping):
-        return [value]
-    return [r for r in value if isinstance(r, Mapping)]
-
-
-def _tokens(row: Mapping[str, Any]) -> int | None:
-    for key in ("tokens", "total_tokens"):
-        if row.get(key) is not None:
-            return _int(row[key])
-    i, o = _int(row.get("input_tokens")), _int(row.get("output_tokens"))
-    return None if i is None and o is None else (i or 0) + (o or 0)
-
-
-def _kinds(kinds: set[str]) -> str | None:
-    return (next(iter(kinds)) if len(kinds) == 1 else "mixed") if kinds else None
-
-
-def _currency(data: Mapping[str, Any]) -> str | None:
-    if data.get("currency"):
-        return str(data["currency"])
-    for key in ("summary", "daily", "by_model", "rows"):
-        for row in _rows(data.get(key)):
-            if row.get("currency"):
-                return str(row["currency"])
-    return None
-
-
-def _group(rows: Iterable[Mapping[str, Any]], key: Any, currency: str | None) -> list[dict[str, Any]]:
-    """Add up rows per key; cost only where the row is in the dashboard's currency."""
-    out: dict[Any, dict[str, Any]] = {}
-    for row in rows:
-        k = key(row)
-        acc = out.setdefault(k, {"key": k, "cost": None, "input": None, "output": None, "total": None,
-                                 "requests": None, "unpriced": None, "kinds": set(), "by_kind": {},
-                                 "other_cost": False})
-        cost = _dec(row.get("cost"))
-        if cost is not None and (not currency or not row.get("currency") or row.get("currency") == currency):
-            acc["cost"] = _add(acc["cost"], cost)
-            kind = str(row.get("cost_kind") or "none")
-            acc["by_kind"][kind] = _add(acc["by_kind"].get(kind), cost)
-            if row.get("cost_kind"):
-                acc["kinds"].add(str(row["cost_kind"]))
-        elif cost is not None:
-            acc["other_cost"] = True
-        acc["input"] = _add(acc["input"], _int(row.get("input_tokens")))
-        acc["output"] = _add(acc["output"], _int(row.get("output_tokens")))
-        acc["total"] = _add(acc["total"], _tokens(row))
-        acc["requests"] = _add(acc["requests"], _int(row.get("requests")))
-        acc["unpriced"] = _add(acc["unpriced"], _int(row.get("unpriced_requests")))
-    return list(out.values())
-
-
-def _num(value: Decimal | int | None) -> float | int | None:
-    return None if value is None else float(value) if isinstance(value, Decimal) else value
-
-
-def _s(value: Decimal | None) -> str | None:
-    return None if value is None else format(value, "f")
-
-
-def _chart_data(data: Mapping[str, Any], currency: str | None) -> dict[str, Any]:
-    daily = _group(_rows(data.get("daily")), lambda r: _str(r.get("date") or r.get("day")), currency)
-    daily = sorted((d for d in daily if d["key"]), key=lambda d: d["key"])
-    by_model = _group(_rows(data.get("by_model")),
-                      lambda r: (_str(r.get("model")) or "(no model)", _str(r.get("provider"))), currency)
-    by_provider = _group(_rows(data.get("by_provider")), lambda r: _str(r.get("provider")) or "(none)",
-                         currency)
-
-    def item(g: dict[str, Any], label: str, provider: str | None = None) -> dict[str, Any]:
-        return {"label": label, "provider": provider, "cost": _num(g["cost"]),
-                "cost_s": _s(g["cost"]), "cost_kind": _kinds(g["kinds"]),
-                "tokens": g["total"] or 0, "requests": g["requests"]}
-
-    return {
-        "currency": currency,
-        "daily": [{"date": d["key"], "cost": _num(d["cost"]), "cost_s": _s(d["cost"]),
-                   "cost_kind": _kinds(d["kinds"]),
-                   "by_kind": {k: {"v": _num(v), "s": _s(v)} for k, v in d["by_kind"].items()},
-                   "input": d["input"], "output": d["output"], "total": d["total"], "requests": d["requests"],
-                   "unpriced": d["unpriced"]} for d in daily],
-        "by_model": [item(g, g["key"][0], g["key"][1]) for g in by_model],
-        "by_provider": [item(g, g["key"]) for g in by_provider],
-    }
 
 
 def _json_for_script(value: Any) -> str:
@@ -299,30 +127,30 @@ def _sha256(script: str) -> str:
 
 
 def _summary(data: Mapping[str, Any], currency: str | None, charts: Mapping[str, Any]) -> str:
-    rows = _rows(data.get("summary"))
+    rows = rows_of(data.get("summary"))
     if not rows:  # no summary given: add up the daily rows
-        rows = _rows(data.get("daily"))
+        rows = rows_of(data.get("daily"))
     main = [r for r in rows if not currency or not r.get("currency") or r.get("currency") == currency]
     cost = None
     kinds: set[str] = set()
     for r in main:
-        cost = _add(cost, _dec(r.get("cost")))
-        if r.get("cost_kind") and _dec(r.get("cost")) is not None:
+        cost = add(cost, dec(r.get("cost")))
+        if r.get("cost_kind") and dec(r.get("cost")) is not None:
             kinds.add(str(r["cost_kind"]))
     others = [fmt_money(r.get("cost"), r.get("currency"))
-              for r in rows if r not in main and _dec(r.get("cost")) is not None]
+              for r in rows if r not in main and dec(r.get("cost")) is not None]
     tokens = inp = out = requests = unpriced = None
     for r in rows:
-        tokens = _add(tokens, _tokens(r))
-        inp = _add(inp, _int(r.get("input_tokens")))
-        out = _add(out, _int(r.get("output_tokens")))
-        requests = _add(requests, _int(r.get("requests")))
-        unpriced = _add(unpriced, _int(r.get("unpriced_requests")))
-    kind = _kinds(kinds)
+        tokens = add(tokens, tokens_of(r))
+        inp = add(inp, as_int(r.get("input_tokens")))
+        out = add(out, as_int(r.get("output_tokens")))
+        requests = add(requests, as_int(r.get("requests")))
+        unpriced = add(unpriced, as_int(r.get("unpriced_requests")))
+    kind = kinds_label(kinds)
 
-    cost_detail = [_kind_badge(kind)] if kind else []
+    cost_detail = [kind_badge(kind)] if kind else []
     if others:
-        cost_detail.append("also " + _e(", ".join(others)))
+        cost_detail.append("also " + esc(", ".join(others)))
     if unpriced:
         cost_detail.append(f'<span class="warn-text">{fmt_int(unpriced)} requests unpriced</span>')
     token_detail = f"{fmt_int(tokens)} tokens"
@@ -333,28 +161,28 @@ def _summary(data: Mapping[str, Any], currency: str | None, charts: Mapping[str,
     per_req = f"{fmt_int(Decimal(tokens) / requests)} tokens per request" if tokens and requests else ""
     cards = [
         ("cost", "Cost", fmt_money(cost, currency), " ".join(cost_detail) or "&nbsp;"),
-        ("tokens", "Tokens", fmt_compact(tokens), _e(token_detail)),
-        ("requests", "Requests", fmt_int(requests), _e(per_req) or "&nbsp;"),
+        ("tokens", "Tokens", fmt_compact(tokens), esc(token_detail)),
+        ("requests", "Requests", fmt_int(requests), esc(per_req) or "&nbsp;"),
         ("daily-average", "Daily average", fmt_money(avg, currency),
-         _e(f"over {days} day{'s' if days != 1 else ''} with usage") if days else "&nbsp;"),
+         esc(f"over {days} day{'s' if days != 1 else ''} with usage") if days else "&nbsp;"),
     ]
     fc = data.get("forecast") or {}
     if fc.get("projected_cost") is not None or fc.get("projected_tokens") is not None:
         # the forecast is for the current month, in its own currency (not always the period's)
         cards.append(("projected", "Projected month-end",
                       fmt_money(fc.get("projected_cost"), fc.get("currency") or currency),
-                      _e(f"{fmt_compact(fc.get('projected_tokens'))} tokens")))
+                      esc(f"{fmt_compact(fc.get('projected_tokens'))} tokens")))
     html = ['<section class="figures" id="summary" aria-label="Summary">']
     for key, label, value, detail in cards:
-        exact = f' title="{_e(token_detail)}"' if key == "tokens" else ""
+        exact = f' title="{esc(token_detail)}"' if key == "tokens" else ""
         html.append(f'<div class="figure" data-figure="{key}"><div class="label">{label}</div>'
-                    f'<div class="value"{exact}>{_e(value)}</div><div class="detail">{detail}</div></div>')
+                    f'<div class="value"{exact}>{esc(value)}</div><div class="detail">{detail}</div></div>')
     html.append("</section>")
     return "".join(html)
 
 
 def _budgets(data: Mapping[str, Any]) -> str:
-    budgets = _rows(data.get("budgets"))
+    budgets = rows_of(data.get("budgets"))
     html = ['<section class="card" id="budgets"><div class="card-head"><h2>Budgets &amp; quotas</h2>'
             '<span class="sub">bars mark the warning and critical thresholds</span></div>']
     if not budgets:
@@ -365,36 +193,36 @@ def _budgets(data: Mapping[str, Any]) -> str:
     for b in budgets:
         level = str(b.get("level") or "ok")
         level = level if level in ("ok", "warning", "critical") else "ok"
-        unit = _str(b.get("unit"))
-        percent = _dec(b.get("percent")) or Decimal(0)
+        unit = as_str(b.get("unit"))
+        percent = dec(b.get("percent")) or Decimal(0)
         width = max(Decimal(0), min(Decimal(100), percent))
-        marks = "".join(f'<i class="mark" style="left:{_dec(b.get(k)) * 100:.1f}%"></i>'  # type: ignore[operator]
-                        for k in ("warn", "critical") if _dec(b.get(k)) is not None)
+        marks = "".join(f'<i class="mark" style="left:{dec(b.get(k)) * 100:.1f}%"></i>'  # type: ignore[operator]
+                        for k in ("warn", "critical") if dec(b.get(k)) is not None)
         period = b.get("period") if isinstance(b.get("period"), Mapping) else {}
-        foot = [f"{_e(fmt_amount(b.get('used'), unit))} of {_e(fmt_amount(b.get('limit'), unit))} used",
-                f"{_e(fmt_amount(b.get('remaining'), unit))} left"]
+        foot = [f"{esc(fmt_amount(b.get('used'), unit))} of {esc(fmt_amount(b.get('limit'), unit))} used",
+                f"{esc(fmt_amount(b.get('remaining'), unit))} left"]
         if b.get("resets_at"):
-            foot.append(f"resets {_e(str(b['resets_at'])[:16].replace('T', ' '))}")
+            foot.append(f"resets {esc(str(b['resets_at'])[:16].replace('T', ' '))}")
         elif period.get("from") or period.get("to"):
-            foot.append(f"{_e(period.get('from') or '')}..{_e(period.get('to') or '')}")
+            foot.append(f"{esc(period.get('from') or '')}..{esc(period.get('to') or '')}")
         days = b.get("days_left")
         if days is not None and float(days) <= 0:
             foot.append('<span class="runout">exhausted</span>')
         elif days is not None and b.get("before_period_end") is False:
-            foot.append(f'<span class="runout">lasts past {_e(b.get("period_end"))} at this rate</span>')
+            foot.append(f'<span class="runout">lasts past {esc(b.get("period_end"))} at this rate</span>')
         elif days is not None:
-            when = f" ({_e(b.get('exhausted_on'))})" if b.get("exhausted_on") else ""
+            when = f" ({esc(b.get('exhausted_on'))})" if b.get("exhausted_on") else ""
             foot.append(f'<span class="runout">runs out in ~{float(days):.1f} days{when}</span>')
-        elif "days_left" in b and (_dec(b.get("remaining")) or 0) > 0:
+        elif "days_left" in b and (dec(b.get("remaining")) or 0) > 0:
             foot.append('<span class="runout">not running out at the current rate</span>')
         kind = "provider quota" if b.get("kind") == "quota" else "budget"
         html.append(
-            f'<div class="budget {level}" data-budget="{_e(b.get("name"))}" data-level="{level}">'
-            f'<div class="budget-head"><span class="name">{_e(b.get("name"))}</span>'
+            f'<div class="budget {level}" data-budget="{esc(b.get("name"))}" data-level="{level}">'
+            f'<div class="budget-head"><span class="name">{esc(b.get("name"))}</span>'
             f'<span class="kind">{kind}</span><span class="badge {level}">{level}</span>'
-            f'<span class="pct">{_e(f"{percent}%")}</span></div>'
+            f'<span class="pct">{esc(f"{percent}%")}</span></div>'
             f'<div class="meter" role="progressbar" aria-valuemin="0" aria-valuemax="100" '
-            f'aria-valuenow="{width:.1f}" aria-label="{_e(b.get("name"))}">'
+            f'aria-valuenow="{width:.1f}" aria-label="{esc(b.get("name"))}">'
             f'<span class="fill" style="width:{width:.2f}%"></span>{marks}</div>'
             f'<div class="budget-foot">{"".join(f"<span>{f}</span>" for f in foot)}</div></div>'
         )
@@ -446,7 +274,7 @@ def _forecast(data: Mapping[str, Any], currency: str | None) -> str:
     window = fc.get("window") if isinstance(fc.get("window"), Mapping) else {}
     month = fc.get("month") if isinstance(fc.get("month"), Mapping) else {}
     cur = fc.get("currency") or currency
-    rate_from = _e(window.get("label") or "recent days")
+    rate_from = esc(window.get("label") or "recent days")
     html.append(f'<span class="sub">daily rate from the {rate_from}</span></div>')
     boxes = [
         ("month-to-date", "Month to date", fmt_money(fc.get("month_to_date_cost"), cur),
@@ -459,28 +287,28 @@ def _forecast(data: Mapping[str, Any], currency: str | None) -> str:
     ]
     html.append('<div class="fgrid">')
     for key, label, value, detail in boxes:
-        html.append(f'<div class="fbox" data-forecast="{key}"><div class="label">{_e(label)}</div>'
-                    f'<div class="value">{_e(value)}</div><div class="detail">{_e(detail)}</div></div>')
+        html.append(f'<div class="fbox" data-forecast="{key}"><div class="label">{esc(label)}</div>'
+                    f'<div class="value">{esc(value)}</div><div class="detail">{esc(detail)}</div></div>')
     html.append("</div>")
-    runout = [b for b in _rows(data.get("budgets")) if "days_left" in b]
+    runout = [b for b in rows_of(data.get("budgets")) if "days_left" in b]
     if runout:
         html.append('<div class="table-wrap"><table id="exhaustion"><thead><tr><th>Budget or quota</th>'
                     '<th class="n">Remaining</th><th class="n">Per day</th><th class="n">Days left</th>'
                     "<th>Runs out on</th></tr></thead><tbody>")
         for b in runout:
-            unit = _str(b.get("unit"))
+            unit = as_str(b.get("unit"))
             days = b.get("days_left")
             if days is None:
                 days_text = "never at this rate"
             else:
                 days_text = "exhausted" if float(days) <= 0 else f"{float(days):.1f}"
                 if float(days) > 0 and b.get("before_period_end") is False:
-                    days_text += f" (resets {_str(b.get('period_end'))} first)"
-            html.append(f'<tr data-budget="{_e(b.get("name"))}"><td>{_e(b.get("name"))}</td>'
-                        f'<td class="n">{_e(fmt_amount(b.get("remaining"), unit))}</td>'
-                        f'<td class="n">{_e(fmt_amount(b.get("per_day"), unit))}</td>'
-                        f'<td class="n">{_e(days_text)}</td>'
-                        f'<td>{_e(b.get("exhausted_on") or DASH)}</td></tr>')
+                    days_text += f" (resets {as_str(b.get('period_end'))} first)"
+            html.append(f'<tr data-budget="{esc(b.get("name"))}"><td>{esc(b.get("name"))}</td>'
+                        f'<td class="n">{esc(fmt_amount(b.get("remaining"), unit))}</td>'
+                        f'<td class="n">{esc(fmt_amount(b.get("per_day"), unit))}</td>'
+                        f'<td class="n">{esc(days_text)}</td>'
+                        f'<td>{esc(b.get("exhausted_on") or DASH)}</td></tr>')
         html.append("</tbody></table></div>")
     html.append("</section>")
     return "".join(html)
@@ -488,7 +316,7 @@ def _forecast(data: Mapping[str, Any], currency: str | None) -> str:
 
 def _agents(data: Mapping[str, Any], currency: str | None) -> str:
     """The "By agent" table, only when some row names an agent (a source that reports them)."""
-    if not any(r.get("agent") is not None for r in _rows(data.get("by_agent"))):
+    if not any(r.get("agent") is not None for r in rows_of(data.get("by_agent"))):
         return ""
     return _table(data, currency, rows_key="by_agent", section="agents", title="By agent", table_id="agent-table")
 
@@ -496,7 +324,7 @@ def _agents(data: Mapping[str, Any], currency: str | None) -> str:
 def _table(data: Mapping[str, Any], currency: str | None, *, rows_key: str = "rows", section: str = "details",
            title: str = "Details", table_id: str = "detail-table") -> str:
     """A sortable table of report rows: ``data[rows_key]`` (the details, or the per-agent rows)."""
-    rows = _rows(data.get(rows_key))
+    rows = rows_of(data.get(rows_key))
     html = [f'<section class="card" id="{section}"><div class="card-head"><h2>{title}</h2>']
     if not rows:
         html.append('</div><p class="empty">No rows.</p></section>')
@@ -518,46 +346,46 @@ def _table(data: Mapping[str, Any], currency: str | None, *, rows_key: str = "ro
     if not has("total_tokens") and has("tokens"):
         cols.append(("tokens", "Tokens", "int"))
     cols += [("cost", "Cost", "money"), ("cost_kind", "Kind", "kind")]
-    if has("unpriced_requests") and any(_int(r.get("unpriced_requests")) for r in shown):
+    if has("unpriced_requests") and any(as_int(r.get("unpriced_requests")) for r in shown):
         cols.append(("unpriced_requests", "Unpriced", "int"))
-    total_cost = sum((_dec(r.get("cost")) or Decimal(0) for r in rows
+    total_cost = sum((dec(r.get("cost")) or Decimal(0) for r in rows
                       if not currency or not r.get("currency") or r.get("currency") == currency), Decimal(0))
-    total_tokens = sum((_tokens(r) or 0 for r in rows), 0)
+    total_tokens = sum((tokens_of(r) or 0 for r in rows), 0)
     cols += [("%cost", "% cost", "pct"), ("%tokens", "% tokens", "pct")]
 
     html.append(f'<div class="table-wrap"><table class="sortable" id="{table_id}"><thead><tr>')
     for key, title, kind in cols:
         cls = "n" if kind in ("int", "money", "pct") else ""
-        html.append(f'<th class="{cls}" data-col="{key}">{_e(title)}</th>')
+        html.append(f'<th class="{cls}" data-col="{key}">{esc(title)}</th>')
     html.append("</tr></thead><tbody>")
     for r in shown:
         html.append("<tr>")
         for key, _title, kind in cols:
             if kind == "int":
-                v = _int(r.get(key))
+                v = as_int(r.get(key))
                 html.append(f'<td class="n" data-sort="{v if v is not None else ""}">{fmt_int(v)}</td>')
             elif kind == "money":
-                v = _dec(r.get("cost"))
+                v = dec(r.get("cost"))
                 html.append(f'<td class="n" data-sort="{v if v is not None else ""}">'
-                            f"{_e(fmt_money(v, r.get('currency') or currency))}</td>")
+                            f"{esc(fmt_money(v, r.get('currency') or currency))}</td>")
             elif kind == "kind":
-                html.append(f"<td>{_kind_badge(r.get('cost_kind'))}</td>")
+                html.append(f"<td>{kind_badge(r.get('cost_kind'))}</td>")
             elif kind == "pct":
                 same = not currency or not r.get("currency") or r.get("currency") == currency
-                part, whole = (r.get("cost"), total_cost) if key == "%cost" else (_tokens(r), total_tokens)
+                part, whole = (r.get("cost"), total_cost) if key == "%cost" else (tokens_of(r), total_tokens)
                 text = fmt_pct(part, whole) if key != "%cost" or same else DASH
                 sort = text.rstrip("%") if text != DASH else ""
                 html.append(f'<td class="n" data-sort="{sort}">{text}</td>')
             else:
-                v = _str(r.get(key))
+                v = as_str(r.get(key))
                 cls = ' class="model"' if key == "model" else ""
-                title = f' title="{_e(v)}"' if key == "model" and v else ""
-                html.append(f"<td{cls}{title}>{_e(v) if v else DASH}</td>")
+                title = f' title="{esc(v)}"' if key == "model" and v else ""
+                html.append(f"<td{cls}{title}>{esc(v) if v else DASH}</td>")
         html.append("</tr>")
     html.append("</tbody></table></div>")
     notes = [n for n in (data.get("notes") or []) if n] if rows_key == "rows" else []
     if notes:
-        html.append('<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
+        html.append('<ul class="notes">' + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
     html.append("</section>")
     return "".join(html)
 
@@ -567,23 +395,21 @@ def _table(data: Mapping[str, Any], currency: str | None, *, rows_key: str = "ro
 
 def render_dashboard(data: Mapping[str, Any]) -> str:
     """Render the dashboard described by ``data`` (see the module docstring) as one HTML string."""
-    from . import __version__
-
-    currency = _currency(data)
-    charts = _chart_data(data, currency)
-    title = _str(data.get("title")) or "tokenmeter usage"
+    currency = currency_of(data)
+    charts = chart_data(data, currency)
+    title = as_str(data.get("title")) or "tokenmeter usage"
     period = data.get("period") if isinstance(data.get("period"), Mapping) else {}
     span = ""
     if period.get("from") or period.get("to"):
-        span = f"{_str(period.get('from')) or '…'} \u2192 {_str(period.get('to')) or 'now'}"
+        span = f"{as_str(period.get('from')) or '…'} \u2192 {as_str(period.get('to')) or 'now'}"
     meta = [x for x in (
-        _str(period.get("label")),
+        as_str(period.get("label")),
         span,
-        f"zone {_str(period.get('tz'))}" if period.get("tz") else "",
+        f"zone {as_str(period.get('tz'))}" if period.get("tz") else "",
         f"costs in {currency}" if currency else "",
-        f"generated {_str(data.get('generated_at')).replace('T', ' ')}" if data.get("generated_at") else "",  # type: ignore[union-attr]
+        f"generated {as_str(data.get('generated_at')).replace('T', ' ')}" if data.get("generated_at") else "",  # type: ignore[union-attr]
     ) if x]
-    legend = "".join(f'<span><i class="swatch {k}"></i><b>{k}</b> {_e(v)}</span>'
+    legend = "".join(f'<span><i class="swatch {k}"></i><b>{k}</b> {esc(v)}</span>'
                      for k, v in COST_KIND_HELP.items() if k != "mixed")
 
     js = _asset("dashboard.js")
@@ -603,14 +429,14 @@ def render_dashboard(data: Mapping[str, Any]) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
         '<meta name="referrer" content="no-referrer">'
-        f'<meta name="color-scheme" content="light dark"><title>{_e(title)}</title>'
+        f'<meta name="color-scheme" content="light dark"><title>{esc(title)}</title>'
         f"<script>{_HEAD_JS}</script>"
         f"<style>{_asset('dashboard.css')}</style></head><body>"
         '<div class="wrap"><header class="top"><div>'
-        f'<h1>{_e(title)}</h1><p class="meta">{_e(" · ".join(meta))}</p></div>'
+        f'<h1>{esc(title)}</h1><p class="meta">{esc(" · ".join(meta))}</p></div>'
         f'<p class="legend" id="cost-kinds">{legend}</p></header>'
         f"<main>{body}</main>"
-        f"<footer>tokenmeter {_e(__version__)} \u00b7 one offline file: no network requests</footer></div>"
+        f"<footer>tokenmeter {esc(__version__)} \u00b7 one offline file: no network requests</footer></div>"
         '<div id="tip" class="tip" role="tooltip" hidden></div>'
         f'<script type="application/json" id="tm-data">{_json_for_script(charts)}</script>'
         f"<script>{js}</script></body></html>\n"

@@ -3,6 +3,10 @@
 The tree::
 
     TokenmeterError                  base; str(error) is one line meant for the user
+
+Each class also has ``code``, the word the command line's JSON error document carries
+(``{"error": {"code", "message", "exit_code"}}``): scripts match on it, never on the message.
+
     ├── ConfigError                  bad config file, key or value           exit 4
     │   └── UsageError               command-line options that cannot work together  exit 64
     ├── PluginError                  plugin failed to load, bad hook, duplicate source id  exit 4
@@ -44,12 +48,14 @@ class TokenmeterError(Exception):
     """Base class: the message is a single line that says what is wrong and how to fix it."""
 
     exit_code: int = 1
+    code: str = "error"
 
 
 class ConfigError(TokenmeterError):
     """The config file, a key in it, or a value is wrong."""
 
     exit_code = 4
+    code = "config_error"
 
 
 class UsageError(ConfigError):
@@ -59,12 +65,14 @@ class UsageError(ConfigError):
     """
 
     exit_code = 64
+    code = "usage_error"
 
 
 class PluginError(TokenmeterError):
     """A plugin failed to load or registered something invalid."""
 
     exit_code = 4
+    code = "plugin_error"
 
 
 class StoreError(TokenmeterError):
@@ -75,6 +83,7 @@ class StoreError(TokenmeterError):
     """
 
     exit_code = 4
+    code = "database_error"
 
     def __init__(self, message: str, *, reason: str | None = None) -> None:
         self.reason = reason
@@ -89,6 +98,7 @@ class InvalidRecord(TokenmeterError, ValueError):
     """
 
     exit_code = 6
+    code = "invalid_record"
 
     def __init__(self, field: str, message: str, *, plugin: str | None = None) -> None:
         self.field = field
@@ -109,6 +119,7 @@ class ProviderError(TokenmeterError):
     """A source could not fetch its data. ``source`` is the source id when known."""
 
     exit_code = 6
+    code = "source_failed"
 
     def __init__(self, message: str, *, source: str | None = None) -> None:
         self.source = source
@@ -119,18 +130,21 @@ class NeedsCredentials(ProviderError):
     """A credential is missing. The message names the env vars or file to set."""
 
     exit_code = 5
+    code = "credentials"
 
 
 class ProviderAuthError(ProviderError):
     """The provider rejected the credential (401/403)."""
 
     exit_code = 5
+    code = "credentials_rejected"
 
 
 class ProviderRateLimited(ProviderError):
     """The provider said to slow down (429). ``retry_after`` is in seconds, if it said."""
 
     exit_code = 3
+    code = "rate_limited"
 
     def __init__(
         self, message: str, *, retry_after: float | None = None, source: str | None = None
@@ -143,6 +157,7 @@ class ProviderUnavailable(ProviderError):
     """Network failure, timeout or a 5xx answer after the retries ran out."""
 
     exit_code = 3
+    code = "network"
 
 
 class ProviderResponseError(ProviderError):

@@ -25,7 +25,8 @@ Deadlines
     ``extensions={"deadline": seconds}``. No retry waits past it. A policy's ``attempt_deadline``
     also ends each single try (an alert channel's ``timeout``); a try that runs out of it is retried
     like any timeout. Sockets are bounded by the time left, and the body is checked between chunks.
-    Running out raises ``DeadlineExceeded`` (an ``httpx.TimeoutException``).
+    Running out raises ``DeadlineExceeded`` (an ``httpx.TimeoutException``). The machinery below
+    httpx (sockets, bodies, the per-thread end time) is in ``http_deadline.py``.
 
 Exception mapping
     ``send(client, request, source=...)`` turns a call that got no answer into
@@ -47,26 +48,34 @@ Exception mapping
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import logging
 import random
 import time
-from collections.abc import Callable, Generator, Iterator
-from contextvars import ContextVar
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpcore
 import httpx
 
+from ._version import __version__
 from .config import DEFAULT_REQUEST_DEADLINE, REQUEST_DEADLINE_ENV, request_deadline
 from .errors import (
     ProviderAuthError,
     ProviderRateLimited,
     ProviderResponseError,
     ProviderUnavailable,
+)
+
+# the deadline machinery lives in http_deadline.py; DeadlineExceeded and deadline_scope stay importable here
+from .http_deadline import (
+    DeadlineBody,
+    DeadlineExceeded,
+    bound_socket_reads,
+    current_deadline,
+    deadline_scope,
+    time_left,
 )
 
 __all__ = [
@@ -93,129 +102,8 @@ TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolErr
 DEFAULT_DEADLINE = DEFAULT_REQUEST_DEADLINE
 DEADLINE_ENV = REQUEST_DEADLINE_ENV
 
-# the monotonic time by which the request in progress on this thread must be done (None: no deadline)
-_DEADLINE: ContextVar[float | None] = ContextVar("tokenmeter_http_deadline", default=None)
-
-
-class DeadlineExceeded(httpx.TimeoutException):
-    """A request did not complete (answer and whole body) within its deadline.
-
-    ``seconds`` is the deadline that ran out; ``attempt`` is True when it was one try's
-    (``RetryPolicy.attempt_deadline``), which is retried, and False for the whole call's.
-    """
-
-    def __init__(self, message: str, *, request: httpx.Request | None = None, seconds: float = 0.0,
-                 attempt: bool = False) -> None:
-        super().__init__(message, request=request)
-        self.seconds = seconds
-        self.attempt = attempt
-
-
-def time_left() -> float | None:
-    """Seconds left before the current deadline (may be negative), or None without one."""
-    end = _DEADLINE.get()
-    return None if end is None else end - time.monotonic()
-
-
-@contextlib.contextmanager
-def deadline_scope(seconds: float | None) -> Iterator[float | None]:
-    """Run the block under a total deadline of ``seconds``; nested scopes keep the earlier end."""
-    outer = _DEADLINE.get()
-    end = None if seconds is None else time.monotonic() + seconds
-    if outer is not None and (end is None or outer < end):
-        end = outer
-    token = _DEADLINE.set(end)
-    try:
-        yield end
-    finally:
-        _DEADLINE.reset(token)
-
-
-def _bounded(timeout: float | None, expired: type[Exception]) -> float | None:
-    """``timeout`` cut to the time left before the deadline; ``expired`` once it has passed."""
-    left = time_left()
-    if left is None:
-        return timeout
-    if left <= 0:
-        raise expired("request deadline exceeded")
-    return left if timeout is None else min(timeout, left)
-
-
-class _DeadlineNetworkStream(httpcore.NetworkStream):
-    """A socket whose every read and write gives up at the deadline (slow drips included)."""
-
-    def __init__(self, inner: httpcore.NetworkStream) -> None:
-        self._inner = inner
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(self, ssl_context: object, server_hostname: str | None = None,
-                  timeout: float | None = None) -> httpcore.NetworkStream:
-        inner = self._inner.start_tls(ssl_context, server_hostname,  # type: ignore[arg-type]
-                                      _bounded(timeout, httpcore.ConnectTimeout))
-        return _DeadlineNetworkStream(inner)
-
-    def get_extra_info(self, info: str) -> object:
-        return self._inner.get_extra_info(info)
-
-
-class _DeadlineBackend(httpcore.NetworkBackend):
-    def __init__(self, inner: httpcore.NetworkBackend) -> None:
-        self._inner = inner
-
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                    socket_options: object = None) -> httpcore.NetworkStream:
-        stream = self._inner.connect_tcp(host, port, _bounded(timeout, httpcore.ConnectTimeout), local_address,
-                                         socket_options)  # type: ignore[arg-type]
-        return _DeadlineNetworkStream(stream)
-
-    def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: object = None) -> httpcore.NetworkStream:
-        stream = self._inner.connect_unix_socket(path, _bounded(timeout, httpcore.ConnectTimeout),
-                                                 socket_options)  # type: ignore[arg-type]
-        return _DeadlineNetworkStream(stream)
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-def _bound_socket_reads(transport: object) -> None:
-    """Make a real transport's sockets honour the deadline (best effort: httpx keeps its pool private;
-    without it the deadline still holds between body chunks)."""
-    pool = getattr(transport, "_pool", None)
-    backend = getattr(pool, "_network_backend", None)
-    if isinstance(backend, httpcore.NetworkBackend) and not isinstance(backend, _DeadlineBackend):
-        pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
-
-
-class _DeadlineBody(httpx.SyncByteStream):
-    """A response body that stops at the deadline, however the transport delivers it."""
-
-    def __init__(self, inner: httpx.SyncByteStream, end: float, error: Callable[[], Exception]) -> None:
-        self._inner = inner
-        self._end = end
-        self._error = error
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._inner:
-            if time.monotonic() > self._end:
-                raise self._error()
-            yield chunk
-
-    def close(self) -> None:
-        self._inner.close()
-
 
 def user_agent() -> str:
-    from . import __version__
-
     return f"tokenmeter/{__version__} (+https://pypi.org/project/tokenmeter/)"
 
 
@@ -320,7 +208,7 @@ class Client(httpx.Client):
         self.policy = policy or RetryPolicy()
         self.sleep = sleep
         for transport in [self._transport, *getattr(self, "_mounts", {}).values()]:
-            _bound_socket_reads(transport)
+            bound_socket_reads(transport)
 
     def _policy_for(self, request: httpx.Request) -> RetryPolicy | None:
         flag = request.extensions.get("retry")
@@ -385,7 +273,7 @@ class Client(httpx.Client):
     def _attempt(self, request: httpx.Request, limit: float | None, stream: bool, seconds: float | None,
                  **kwargs: Any) -> httpx.Response:
         """One try (auth flow and redirects included), its body read unless ``stream``."""
-        call_end = _DEADLINE.get()
+        call_end = current_deadline()
         with deadline_scope(limit) as end:
             # which deadline binds this try: its own (retried) or the whole call's (final)
             own = limit is not None and (call_end is None or end != call_end)
@@ -399,7 +287,7 @@ class Client(httpx.Client):
             try:
                 response = super().send(request, stream=True, **kwargs)
                 if end is not None:
-                    response.stream = _DeadlineBody(response.stream, end, expired)  # type: ignore[arg-type]
+                    response.stream = DeadlineBody(response.stream, end, expired)  # type: ignore[arg-type]
                 if not stream:
                     try:
                         response.read()

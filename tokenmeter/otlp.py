@@ -17,6 +17,7 @@ from datetime import UTC, datetime, time
 from typing import Any
 from urllib.parse import urlsplit
 
+from ._version import __version__
 from .errors import ConfigError, ProviderUnavailable
 from .metrics import FAMILIES, Figures
 
@@ -71,8 +72,6 @@ def build_metrics_data(figures: Figures, *, service_name: str = "tokenmeter") ->
     )
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-
-    from . import __version__
 
     now = figures.now or datetime.now(UTC)
     now_ns = _nanos(now)

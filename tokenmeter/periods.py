@@ -55,10 +55,16 @@ def _representable(period: Period, where: str) -> Period:
 
 
 def _parse_date(value: str, where: str) -> date:
+    """A command-line date: ``YYYY-MM-DD`` or ccusage's ``YYYYMMDD`` (nothing else ``fromisoformat``
+    would take, such as ISO week dates); a bad one is a usage error."""
+    text = value.strip()
     try:
-        return date.fromisoformat(value)
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}|\d{8}", text):
+            raise ValueError(text)
+        digits = text.replace("-", "")
+        return date(int(digits[:4]), int(digits[4:6]), int(digits[6:]))
     except ValueError:
-        raise ConfigError(f"{where}: expected a date as YYYY-MM-DD, got {value!r}") from None
+        raise UsageError(f"{where}: expected a date as YYYY-MM-DD or YYYYMMDD, got {value!r}") from None
 
 
 def resolve_period(

@@ -22,15 +22,21 @@ from .periods import Period, label
 from .store import from_nanos
 from .store.base import COST_MODES, Filters, UsageStore
 
-__all__ = ["DIMENSIONS", "Filters", "Report", "reconcile_report", "usage_report"]
+__all__ = ["DIMENSIONS", "ORDERS", "SCHEMA_VERSION", "Filters", "Report", "reconcile_report", "usage_report"]
 
 TIME_DIMS = ("day", "week", "month", "quarter")
-COLUMN_DIMS = ("model", "provider", "source", "account", "project", "agent")
+COLUMN_DIMS = ("model", "provider", "source", "account", "project", "agent", "session")
+ORDERS = ("asc", "desc")
 DIMENSIONS = TIME_DIMS + COLUMN_DIMS
 METRICS = (
     "requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
     "reasoning_tokens", "total_tokens",
 )
+
+
+# the version of the report JSON (schemas/report.schema.json): bumped only when a key is removed or
+# changes meaning; new keys may appear within a version
+SCHEMA_VERSION = 1
 
 
 @dataclass
@@ -45,7 +51,8 @@ class Report:
         total: Any = self.total[0] if len(self.total) == 1 else self.total
         if not self.total:
             total = _empty_row({})
-        out = {"period": self.period, "group_by": self.group_by, "rows": self.rows, "total": total}
+        out = {"schema_version": SCHEMA_VERSION, "period": self.period, "group_by": self.group_by,
+               "rows": self.rows, "total": total}
         if self.notes:
             out["notes"] = self.notes
         return out
@@ -113,13 +120,19 @@ def usage_report(
     by: Sequence[str] = (),
     filters: Filters | None = None,
     cost: str = "auto",
+    order: str = "asc",
 ) -> Report:
     """Aggregate usage over ``period`` grouped by ``by`` (see module docstring for the rules).
+
+    Rows are sorted by their groups; ``order="desc"`` puts the first grouping's values last-first
+    (newest day first), keeping the order of the rows inside each.
 
     Reads the report rollup as it is: refresh it first (``store.refresh_rollup()``) after writes.
     """
     if cost not in COST_MODES:
         raise ConfigError(f"--cost {cost!r}: use auto, billed or estimated")
+    if order not in ORDERS:
+        raise ConfigError(f"--order {order!r}: use asc or desc")
     by = list(by)
     filters = filters or Filters()
     tz_name = getattr(period.tz, "key", None) or str(period.tz)
@@ -150,7 +163,11 @@ def usage_report(
         _accumulate(groups.setdefault(key, {}), t.currency, t.cost_kind, t.sums())
 
     rows: list[dict[str, Any]] = []
-    for key in sorted(groups, key=_sort_key):
+    keys = sorted(groups, key=_sort_key)
+    if order == "desc" and by:
+        keys.sort(key=lambda k: _sort_key(k[:1]), reverse=True)  # stable: inner order kept
+        keys.sort(key=lambda k: k[0] is None)  # what no source named stays last, as in asc
+    for key in keys:
         base = dict(zip(by, key, strict=True))
         rows.extend(_finish(base, groups[key]))
     total_bucket: dict[Any, list[Any]] = {}

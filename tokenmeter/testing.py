@@ -1,4 +1,8 @@
-"""Test kit for tokenmeter plugins (also a pytest plugin, loaded automatically).
+"""Test kit for tokenmeter plugins, and a pytest plugin you opt in to.
+
+Its fixtures load where a ``conftest.py`` says ``pytest_plugins = ["tokenmeter.testing"]``; it is
+not registered with pytest for every session (tox's ``tox.pytest`` is opt-in the same way), so
+installing tokenmeter never changes anyone else's test run. The functions work without that line.
 
 - ``fake_context(source_id, now=..., env=..., transport=...)`` builds a ``SourceContext`` whose
   clock is fixed and whose HTTP client uses an ``httpx.MockTransport`` handler if given.

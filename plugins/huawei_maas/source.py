@@ -11,20 +11,15 @@ from __future__ import annotations
 
 import collections
 import json
-import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from datetime import time as dtime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 from tokenmeter import (
-    ConfigError,
     Cursor,
-    ProviderAuthError,
     ProviderRateLimited,
     ProviderResponseError,
     ProviderUnavailable,
@@ -34,24 +29,48 @@ from tokenmeter import (
     SourceContext,
     UsageRecord,
     Window,
-    check_base_url,
     parse_retry_after,
     send,
 )
 
 from . import credentials as creds_mod
 from . import signing
+from .answers import PERMISSIONS, error_detail, raise_for, read_json
 from .credentials import Credentials
+from .figures import as_count, epoch_ms, local_time, thousands
+from .settings import (
+    ALLOWED_INFER_TYPES,
+    ALLOWED_SERVICE_TYPES,
+    PROJECT_ID,
+    SOURCE_ID,
+    Config,
+    Endpoint,
+    parse_endpoint,
+    timezone_name,
+    validate,
+)
 
-SOURCE_ID = "huawei-maas"
+# settings, figures and error answers live in settings.py, figures.py and answers.py; importable here as before
+__all__ = [
+    "ALLOWED_INFER_TYPES",
+    "ALLOWED_SERVICE_TYPES",
+    "OVERLAP_DAYS",
+    "PERMISSIONS",
+    "RETENTION_DAYS",
+    "SOURCE_ID",
+    "STATISTICS_PATH",
+    "Clock",
+    "Config",
+    "Endpoint",
+    "HuaweiMaasSource",
+    "parse_endpoint",
+    "timezone_name",
+    "validate",
+]
+
 RETENTION_DAYS = 30  # the API keeps statistics for 30 days
 OVERLAP_DAYS = 2  # re-fetch the last complete days in case figures settle late
 STATISTICS_PATH = "/v1/{project_id}/maas/monitoring/show-statistics"
-ALLOWED_SERVICE_TYPES = {1: "my-service", 2: "preset", 4: "custom-endpoint"}
-ALLOWED_INFER_TYPES = ("real_time", "batch")
-PERMISSIONS = "modelarts:monitoring:get, modelarts:service:get and iam:projects:get"
-_REGION = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
-_PROJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 class Clock:
@@ -65,148 +84,6 @@ class Clock:
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    scheme: str
-    netloc: str
-    base_path: str  # "" or a proxy prefix without the trailing slash
-
-    @property
-    def host(self) -> str:
-        return self.netloc
-
-
-def parse_endpoint(value: str, key: str) -> Endpoint:
-    """Validate an endpoint setting: https, or http only for loopback hosts."""
-    url = urlsplit(check_base_url(value, f"[sources.huawei-maas] {key}"))
-    return Endpoint(url.scheme, url.netloc, url.path.rstrip("/"))
-
-
-def timezone_name(tz: tzinfo) -> str:
-    """An IANA name for ``tz`` to send as the API's ``timezone`` field."""
-    key = getattr(tz, "key", None)  # zoneinfo.ZoneInfo
-    if isinstance(key, str) and key:
-        return key
-    offset = tz.utcoffset(None)
-    if offset is not None:
-        minutes = int(offset.total_seconds() // 60)
-        if minutes == 0:
-            return "UTC"
-        if minutes % 60 == 0:
-            return f"Etc/GMT{-minutes // 60:+d}"  # POSIX sign: Etc/GMT-8 is UTC+8
-    return tz.tzname(None) or "UTC"
-
-
-def _as_list(value: Any, key: str) -> list[Any]:
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    if isinstance(value, (int, str)) and not isinstance(value, bool):
-        return [value]
-    raise ConfigError(f"[sources.huawei-maas] {key} must be a list, got {value!r}")
-
-
-@dataclass(frozen=True)
-class Config:
-    """Validated settings."""
-
-    region: str
-    project_id: str | None
-    service_types: tuple[int, ...]
-    infer_types: tuple[str, ...]
-    endpoint: Endpoint
-    iam_endpoint: Endpoint
-    credentials_file: str | None
-
-
-def validate(settings: Any) -> Config:
-    """Check the settings and fill the defaults; raises ``ConfigError`` with the fix."""
-    region = str(settings.region or "").strip()
-    if not _REGION.match(region):
-        raise ConfigError(
-            f"[sources.huawei-maas] region = {settings.region!r} is not a region id like "
-            "'cn-southwest-2' or 'ap-southeast-1'"
-        )
-    project_id = settings.project_id.strip() if isinstance(settings.project_id, str) else settings.project_id
-    if project_id is not None and (not isinstance(project_id, str) or not _PROJECT_ID.match(project_id)):
-        raise ConfigError(
-            "[sources.huawei-maas] project_id must be the project id (32 hex characters) or unset"
-        )
-    service_types: list[int] = []
-    for item in _as_list(settings.service_types, "service_types"):
-        number = item if isinstance(item, int) and not isinstance(item, bool) else None
-        if isinstance(item, str) and item.strip().isdigit():
-            number = int(item)
-        if number == 3:
-            raise ConfigError(
-                "[sources.huawei-maas] service_types: 3 is rejected by the API ('service_type must be one "
-                "of [1 2 4]'); use 4 for custom endpoints"
-            )
-        if number not in ALLOWED_SERVICE_TYPES:
-            raise ConfigError(
-                f"[sources.huawei-maas] service_types: {item!r} is not one of 1 (my services), "
-                "2 (preset services), 4 (custom endpoints)"
-            )
-        if number not in service_types:
-            service_types.append(number)
-    infer_types: list[str] = []
-    for item in _as_list(settings.infer_types, "infer_types"):
-        if item not in ALLOWED_INFER_TYPES:
-            raise ConfigError(
-                f"[sources.huawei-maas] infer_types: {item!r} is not one of 'real_time', 'batch'"
-            )
-        if item not in infer_types:
-            infer_types.append(item)
-    if not service_types or not infer_types:
-        raise ConfigError("[sources.huawei-maas] service_types and infer_types must not be empty")
-    endpoint = parse_endpoint(
-        settings.endpoint or f"https://modelarts.{region}.myhuaweicloud.com", "endpoint"
-    )
-    iam = parse_endpoint(settings.iam_endpoint or f"https://iam.{region}.myhuaweicloud.com", "iam_endpoint")
-    cred_file = settings.credentials_file
-    if cred_file is not None and (not isinstance(cred_file, str) or not cred_file.strip()):
-        raise ConfigError("[sources.huawei-maas] credentials_file must be a file path")
-    return Config(
-        region,
-        project_id,
-        tuple(service_types),
-        tuple(infer_types),
-        endpoint,
-        iam,
-        cred_file.strip() if cred_file else None,
-    )
-
-
-def _count(data: Mapping[str, Any], name: str) -> int | None:
-    value = data.get(name)
-    if value is None:
-        return None
-    try:
-        number = Decimal(value) if not isinstance(value, bool) else Decimal("NaN")
-    except (InvalidOperation, TypeError, ValueError):
-        number = Decimal("NaN")
-    if not number.is_finite() or number < 0 or number != number.to_integral_value():
-        raise ProviderResponseError(
-            f"huawei-maas: unexpected {name} = {value!r} in the ShowStatistics answer", source=SOURCE_ID
-        )
-    return int(number)
-
-
-def _thousands(data: Mapping[str, Any], name: str) -> int | None:
-    """Tokens are reported in thousands as doubles: ×1000, rounded half up."""
-    value = data.get(name)
-    if value is None:
-        return None
-    try:
-        number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
-    except (InvalidOperation, TypeError, ValueError):
-        number = Decimal("NaN")
-    if isinstance(value, bool) or not number.is_finite() or number < 0:
-        raise ProviderResponseError(
-            f"huawei-maas: unexpected {name} = {value!r} in the ShowStatistics answer", source=SOURCE_ID
-        )
-    return int((number * 1000).to_integral_value(rounding=ROUND_HALF_UP))
 
 
 @dataclass
@@ -341,7 +218,7 @@ class HuaweiMaasSource(Source):
         if cursor.get("region") not in (None, cfg.region):
             return state
         saved_project = cursor.get("project_id")
-        if isinstance(saved_project, str) and _PROJECT_ID.match(saved_project):
+        if isinstance(saved_project, str) and PROJECT_ID.match(saved_project):
             if cfg.project_id and saved_project != cfg.project_id:
                 return state
             state["project_id"] = saved_project
@@ -355,7 +232,7 @@ class HuaweiMaasSource(Source):
 
     def _plan(self, window: Window, previous: date | None, today: date, tz: tzinfo) -> _Plan:
         earliest = today - timedelta(days=RETENTION_DAYS - 1)
-        end_local = _local(window.end, tz)
+        end_local = local_time(window.end, tz)
         end_day = end_local.date()
         # An end exactly at local midnight is exclusive (--to given as the next midnight).
         if end_local.timetz().replace(tzinfo=None) == dtime(0) and (
@@ -364,7 +241,7 @@ class HuaweiMaasSource(Source):
             end_day -= timedelta(days=1)
         end_day = min(end_day, today)
         if window.start is not None:
-            start_day = _local(window.start, tz).date()
+            start_day = local_time(window.start, tz).date()
             if start_day < earliest:
                 self.ctx.warn(
                     f"huawei-maas: the API keeps {RETENTION_DAYS} days; fetching from {earliest} instead of "
@@ -421,7 +298,7 @@ class HuaweiMaasSource(Source):
                 ("total_completion_tasks", "completion_tasks"),
                 ("total_infer_count", "infer_count"),
             ):
-                count = _count(data, name)
+                count = as_count(data, name)
                 if count is not None:
                     details[label] = count
         return UsageRecord(
@@ -431,11 +308,11 @@ class HuaweiMaasSource(Source):
             provider=self.provider,
             model=None,
             account=project_id,
-            requests=_count(data, "total_request_count"),
-            errors=_count(data, "total_error_count"),
-            input_tokens=_thousands(data, "total_prompt_token"),
-            output_tokens=_thousands(data, "total_completion_token"),
-            total_tokens=_thousands(data, "total_token"),
+            requests=as_count(data, "total_request_count"),
+            errors=as_count(data, "total_error_count"),
+            input_tokens=thousands(data, "total_prompt_token"),
+            output_tokens=thousands(data, "total_completion_token"),
+            total_tokens=thousands(data, "total_token"),
             details=details,
         )
 
@@ -451,8 +328,8 @@ class HuaweiMaasSource(Source):
     ) -> Mapping[str, Any]:
         body = {
             "service_type": service_type,
-            "start_time": _epoch_ms(start),
-            "end_time": _epoch_ms(end),
+            "start_time": epoch_ms(start),
+            "end_time": epoch_ms(end),
             "infer_type": infer_type,
             "timezone": tz_label,
         }
@@ -502,7 +379,7 @@ class HuaweiMaasSource(Source):
                 source=SOURCE_ID,
             )
         project_id = matches[0]["id"]
-        if not _PROJECT_ID.match(project_id):
+        if not PROJECT_ID.match(project_id):
             raise ProviderResponseError(
                 f"huawei-maas: IAM returned an odd project id {project_id!r}", source=SOURCE_ID
             )
@@ -578,13 +455,14 @@ class HuaweiMaasSource(Source):
                 source=SOURCE_ID,
             )
         if status >= 500:
+            detail = error_detail(response, self._creds)
             raise ProviderUnavailable(
-                f"huawei-maas: HTTP {status} from {endpoint.host}{self._detail(response)}; try again later",
+                f"huawei-maas: HTTP {status} from {endpoint.host}{detail}; try again later",
                 source=SOURCE_ID,
             )
         if status >= 300:
-            self._raise_for(response, endpoint)
-        return self._json(response, endpoint)
+            raise_for(response, endpoint, self._creds)
+        return read_json(response, endpoint)
 
     def _on_retry(self, event: RetryEvent) -> None:
         """Say on the progress line (and in the log) why the source is waiting."""
@@ -597,75 +475,3 @@ class HuaweiMaasSource(Source):
             why = f"{host} unreachable ({type(event.error).__name__})"
         self.ctx.progress.describe(f"huawei-maas: {why}; waiting {event.wait:.0f}s")
         self.ctx.log.info("huawei-maas: %s; waiting %.0fs", why, event.wait)
-
-    def _raise_for(self, response: Any, endpoint: Endpoint) -> None:
-        status = response.status_code
-        detail = self._detail(response)
-        if status == 401:
-            assert self._creds is not None
-            expiry = " (temporary credentials expire)" if self._creds.token else ""
-            raise ProviderAuthError(
-                f"huawei-maas: signature rejected: check {self._creds.origin}{expiry} and the system clock "
-                f"(requests are valid for 15 minutes){detail}",
-                source=SOURCE_ID,
-            )
-        if status == 403:
-            raise ProviderAuthError(
-                f"huawei-maas: permission denied by {endpoint.host}{detail}; the IAM user needs "
-                f"{PERMISSIONS} "
-                "(e.g. policies 'ModelArts CommonOperations' and 'IAM ReadOnlyAccess')",
-                source=SOURCE_ID,
-            )
-        hint = ""
-        if status < 400:
-            hint = "; it redirects (not followed): set endpoint/iam_endpoint in [sources.huawei-maas] to the API host"
-        if status == 404:
-            hint = "; check region, endpoint and project_id in [sources.huawei-maas]"
-        raise ProviderResponseError(
-            f"huawei-maas: HTTP {status} from {endpoint.host}{detail}{hint}", source=SOURCE_ID
-        )
-
-    def _detail(self, response: Any) -> str:
-        """': <API message>' from a Huawei error body, secrets removed; '' when there is none."""
-        text = ""
-        try:
-            data = json.loads(response.content)
-        except ValueError:
-            lines = response.text.strip().splitlines()
-            text = lines[0] if lines else ""
-        else:
-            if isinstance(data, Mapping):
-                err = data.get("error") if isinstance(data.get("error"), Mapping) else data
-                message = next(
-                    (
-                        err[k]
-                        for k in ("error_msg", "message", "msg", "detail")
-                        if isinstance(err.get(k), str)
-                    ),
-                    "",
-                )
-                code = next((err[k] for k in ("error_code", "code") if isinstance(err.get(k), str)), "")
-                text = f"{message} ({code})" if message and code else message or code
-        text = " ".join(text.split())[:200]
-        for secret in self._creds.values if self._creds else ():
-            text = text.replace(secret, "***")
-        return f": {text}" if text else ""
-
-    def _json(self, response: Any, endpoint: Endpoint) -> Any:
-        try:
-            # Decimal keeps the thousands exactly as sent (no float noise before ×1000).
-            return json.loads(response.content, parse_float=Decimal)
-        except ValueError:
-            raise ProviderResponseError(
-                f"huawei-maas: {endpoint.host} answered HTTP {response.status_code} with something "
-                "that is not JSON",
-                source=SOURCE_ID,
-            ) from None
-
-
-def _local(value: datetime, tz: tzinfo) -> datetime:
-    return value.replace(tzinfo=tz) if value.tzinfo is None else value.astimezone(tz)
-
-
-def _epoch_ms(value: datetime) -> int:
-    return round(value.timestamp() * 1000)

@@ -15,12 +15,10 @@ and every run re-fetches the days after it; older rows stay in the database unto
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal, InvalidOperation
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from tokenmeter import (
@@ -34,9 +32,20 @@ from tokenmeter import (
     Window,
     check_base_url,
     parse_day,
-    parse_time,
     raise_for_status,
     send,
+)
+
+from .cursor import cursor_state, last_final_day
+from .figures import (
+    add_rows,
+    as_count,
+    as_money,
+    key_hash,
+    limit_figures,
+    midnight,
+    next_reset,
+    usage_details,
 )
 
 __all__ = ["OpenRouterSource"]
@@ -50,103 +59,6 @@ MAX_KEY_PAGES = 1000  # a server that ignores `offset` must not keep us looping
 NO_MANAGEMENT_NOTE = "per-model detail needs a management key"
 # A full OpenRouter key; a "label" that looks like one is never used as a name.
 _FULL_KEY = re.compile(r"sk-or-[A-Za-z0-9-]*[A-Za-z0-9]{20,}")
-
-
-def _key_hash(key: str) -> str:
-    """SHA-256 hex of a key: the form OpenRouter's keys API uses as ``hash``."""
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
-def _money(value: Any, what: str) -> Decimal | None:
-    """A USD amount from JSON (number or numeric string) as an exact Decimal; None stays None."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError(f"{what} is not a number: {value!r}")
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        raise ValueError(f"{what} is not a number: {value!r}") from None
-    if not amount.is_finite():
-        raise ValueError(f"{what} is not a finite number: {value!r}")
-    return amount
-
-
-def _count(value: Any, what: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"{what} is not a count: {value!r}")
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not isinstance(value, int) or value < 0:
-        raise ValueError(f"{what} is not a count: {value!r}")
-    return value
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=UTC)
-
-
-def _next_reset(cadence: Any, now: datetime) -> datetime | None:
-    """When a key limit with reset cadence ``daily``/``weekly``/``monthly`` resets next (UTC)."""
-    today = now.astimezone(UTC).date()
-    if cadence == "daily":
-        return _midnight(today + timedelta(days=1))
-    if cadence == "weekly":  # OpenRouter weeks run Monday to Sunday, UTC
-        return _midnight(today + timedelta(days=7 - today.weekday()))
-    if cadence == "monthly":
-        first = today.replace(day=1)
-        return _midnight((first + timedelta(days=32)).replace(day=1))
-    return None
-
-
-def _parse_time(value: Any) -> str | None:
-    """An ISO-8601 time from the API, normalised to UTC text (None if absent or unreadable)."""
-    when = parse_time(value)
-    return when.isoformat() if when else None
-
-
-def _period_usage(data: Mapping[str, Any], cadence: Any) -> Decimal | None:
-    """Spend counted against a key limit: the usage of the limit's current period."""
-    suffix = {"daily": "_daily", "weekly": "_weekly", "monthly": "_monthly"}.get(cadence, "")
-    used = _money(data.get(f"usage{suffix}"), f"usage{suffix}")
-    if used is not None and data.get("include_byok_in_limit"):
-        byok = _money(data.get(f"byok_usage{suffix}"), f"byok_usage{suffix}")
-        used = used + (byok or 0)
-    return used
-
-
-def _limit_figures(data: Mapping[str, Any]) -> tuple[Decimal | None, Decimal | None, Decimal | None]:
-    """(used, remaining, total) of a key's credit limit; total None means no limit."""
-    total = _money(data.get("limit"), "limit")
-    remaining = _money(data.get("limit_remaining"), "limit_remaining")
-    if total is not None and remaining is not None:
-        used = max(total - remaining, Decimal(0))
-    else:
-        used = _period_usage(data, data.get("limit_reset"))
-    return used, remaining, total
-
-
-def _usage_details(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The running spend figures of a key (USD as decimal strings) for ``details``."""
-    out: dict[str, Any] = {}
-    for prefix in ("usage", "byok_usage"):
-        for suffix in ("", "_daily", "_weekly", "_monthly"):
-            name = prefix + suffix
-            try:
-                value = _money(data.get(name), name)
-            except ValueError:
-                continue
-            if value is not None:
-                out[name] = str(value)
-    for name in ("limit_reset", "include_byok_in_limit", "disabled", "workspace_id", "is_free_tier"):
-        if data.get(name) is not None:
-            out[name] = data[name]
-    expires = _parse_time(data.get("expires_at"))
-    if expires:
-        out["expires_at"] = expires
-    return out
 
 
 class OpenRouterSource(Source):
@@ -326,11 +238,11 @@ class OpenRouterSource(Source):
                         "completion tokens as output and the reasoning count in details"
                     )
                 previous = merged.get(record.key)
-                merged[record.key] = record if previous is None else _add(previous, record)
+                merged[record.key] = record if previous is None else add_rows(previous, record)
             yield from merged.values()
             fetched.add(day)
             progress.advance()
-            yield Cursor(_cursor_state(cursor, _final_through(base, fetched, oldest, final_limit)))
+            yield Cursor(cursor_state(cursor, last_final_day(base, fetched, oldest, final_limit)))
 
         progress.describe("credits")
         yield self._credits(key, env, account, now)
@@ -338,7 +250,7 @@ class OpenRouterSource(Source):
         progress.describe("keys")
         yield from self._key_list(key, env, account, now)
         progress.advance()
-        yield Cursor(_cursor_state(cursor, _final_through(base, fetched, oldest, final_limit)))
+        yield Cursor(cursor_state(cursor, last_final_day(base, fetched, oldest, final_limit)))
 
     def _activity_record(self, row: Any, account: str) -> tuple[UsageRecord, bool]:
         if not isinstance(row, Mapping):
@@ -353,13 +265,13 @@ class OpenRouterSource(Source):
         workspace = row.get("workspace_id")
         if self.settings.group_by_workspace and workspace:
             key += f"/{workspace}"
-        prompt = _count(row.get("prompt_tokens"), "prompt_tokens")
-        completion = _count(row.get("completion_tokens"), "completion_tokens")
-        reasoning = _count(row.get("reasoning_tokens"), "reasoning_tokens")
+        prompt = as_count(row.get("prompt_tokens"), "prompt_tokens")
+        completion = as_count(row.get("completion_tokens"), "completion_tokens")
+        reasoning = as_count(row.get("reasoning_tokens"), "reasoning_tokens")
         details: dict[str, Any] = {"endpoint_id": row.get("endpoint_id"), "model_permaslug": permaslug}
         if row.get("provider_name"):
             details["provider_name"] = row["provider_name"]
-        byok = _money(row.get("byok_usage_inference"), "byok_usage_inference")
+        byok = as_money(row.get("byok_usage_inference"), "byok_usage_inference")
         if byok is not None:
             details["byok_usage_inference"] = str(byok)  # USD paid to the BYOK provider, not to OpenRouter
         if workspace:
@@ -373,16 +285,16 @@ class OpenRouterSource(Source):
             reasoning = None
         record = UsageRecord(
             key=key,
-            start=_midnight(day),
-            end=_midnight(day + timedelta(days=1)),
+            start=midnight(day),
+            end=midnight(day + timedelta(days=1)),
             provider=self.provider,
             model=model or permaslug,
             account=account,
-            requests=_count(row.get("requests"), "requests"),
+            requests=as_count(row.get("requests"), "requests"),
             input_tokens=prompt,
             output_tokens=completion,
             reasoning_tokens=reasoning,
-            cost=_money(row.get("usage"), "usage"),
+            cost=as_money(row.get("usage"), "usage"),
             currency="USD",
             cost_kind="billed",
             details=details,
@@ -394,8 +306,8 @@ class OpenRouterSource(Source):
     def _credits(self, key: str, env: str, account: str, now: datetime) -> QuotaSnapshot:
         data = self._get("/credits", key, env)
         try:
-            total = _money(data.get("total_credits"), "total_credits")
-            used = _money(data.get("total_usage"), "total_usage")
+            total = as_money(data.get("total_credits"), "total_credits")
+            used = as_money(data.get("total_usage"), "total_usage")
         except (AttributeError, ValueError) as exc:
             raise ProviderResponseError(
                 f"{self.id}: /credits answer not understood: {exc}", source=self.id
@@ -445,8 +357,8 @@ class OpenRouterSource(Source):
         if not ident and not label:
             raise ValueError("key entry has neither hash nor label")
         name = f"key/{label or ident[:12]}"
-        used, remaining, total = _limit_figures(item)
-        details = _usage_details(item)
+        used, remaining, total = limit_figures(item)
+        details = usage_details(item)
         if ident:
             details["hash"] = ident
         if isinstance(item.get("name"), str) and item["name"]:
@@ -461,7 +373,7 @@ class OpenRouterSource(Source):
                 used=used,
                 remaining=remaining,
                 total=total,
-                resets_at=_next_reset(item.get("limit_reset"), now) if total is not None else None,
+                resets_at=next_reset(item.get("limit_reset"), now) if total is not None else None,
                 details=details,
             ),
             ident or name,
@@ -490,15 +402,15 @@ class OpenRouterSource(Source):
             f"tokens or models; {NO_MANAGEMENT_NOTE}: create one at {MANAGEMENT_KEYS_URL} and set "
             f"{s.management_key_env}"
         )
-        account = f"key-{_key_hash(key)[:8]}"
+        account = f"key-{key_hash(key)[:8]}"
         try:
-            used, remaining, total = _limit_figures(data)
-            daily = _money(data.get("usage_daily"), "usage_daily")
+            used, remaining, total = limit_figures(data)
+            daily = as_money(data.get("usage_daily"), "usage_daily")
         except ValueError as exc:
             raise ProviderResponseError(
                 f"{self.id}: /key answer not understood: {exc}", source=self.id
             ) from None
-        details = _usage_details(data)
+        details = usage_details(data)
         label = data.get("label")
         if isinstance(label, str) and label and label != key and not _FULL_KEY.search(label):
             details["label"] = label
@@ -511,7 +423,7 @@ class OpenRouterSource(Source):
             used=used,
             remaining=remaining,
             total=total,
-            resets_at=_next_reset(data.get("limit_reset"), now) if total is not None else None,
+            resets_at=next_reset(data.get("limit_reset"), now) if total is not None else None,
             details=details,
         )
         if daily is not None:
@@ -522,8 +434,8 @@ class OpenRouterSource(Source):
             # that day's final observed figure.
             yield UsageRecord(
                 key=f"{today.isoformat()}/key-daily",
-                start=_midnight(today),
-                end=_midnight(today + timedelta(days=1)),
+                start=midnight(today),
+                end=midnight(today + timedelta(days=1)),
                 provider=self.provider,
                 model=None,
                 account=account,
@@ -534,47 +446,3 @@ class OpenRouterSource(Source):
             )
         self.ctx.progress.advance()
         yield Cursor(dict(cursor))  # keep the management-key progress for when one is set again
-
-
-def _add(a: UsageRecord, b: UsageRecord) -> UsageRecord:
-    """Merge two /activity rows that share a key (summing counts and money)."""
-
-    def plus(x: Any, y: Any) -> Any:
-        return None if x is None or y is None else x + y  # unknown in either part: unknown in the sum
-
-    details = dict(a.details)
-    if "byok_usage_inference" in b.details:
-        details["byok_usage_inference"] = str(
-            Decimal(details.get("byok_usage_inference", "0")) + Decimal(b.details["byok_usage_inference"])
-        )
-    cost = plus(a.cost, b.cost)
-    return a.replace(
-        requests=plus(a.requests, b.requests),
-        input_tokens=plus(a.input_tokens, b.input_tokens),
-        output_tokens=plus(a.output_tokens, b.output_tokens),
-        reasoning_tokens=plus(a.reasoning_tokens, b.reasoning_tokens),
-        cost=cost,
-        currency="USD" if cost is not None else None,
-        cost_kind="billed" if cost is not None else None,
-        details=details,
-    )
-
-
-def _final_through(base: date | None, fetched: set[date], oldest: date, final_limit: date) -> date | None:
-    """The last day known final: contiguous fetched days from the old cursor (or the window start)."""
-    day = oldest if base is None or base + timedelta(days=1) < oldest else base + timedelta(days=1)
-    last = base
-    while day in fetched and day <= final_limit:
-        last = day
-        day += timedelta(days=1)
-    if base is not None and last is not None and last < base:
-        return base
-    return last
-
-
-def _cursor_state(old: Mapping[str, Any], final_through: date | None) -> dict[str, Any]:
-    state = dict(old)
-    state["version"] = 1
-    if final_through is not None:
-        state["final_through"] = final_through.isoformat()
-    return state

@@ -349,3 +349,31 @@ def network_cause(message: str) -> str:
     if match:
         return one_line(match.group(1), 120)
     return one_line(message, 120)
+
+
+def auth_health(cli: QwenCloudCli) -> tuple[bool, str]:
+    """``(ok, message)`` from ``qwencloud auth status --format json``; never raises."""
+    try:
+        done = cli.run(["auth", "status"])
+    except ProviderError as exc:  # CLI missing, timeout, oversized output
+        return False, str(exc)
+    doc = parse_document(done.stdout)
+    if isinstance(doc, dict) and "authenticated" in doc:
+        if doc.get("authenticated") is True and done.returncode == 0:
+            user = doc.get("user") if isinstance(doc.get("user"), dict) else {}
+            token = doc.get("token") if isinstance(doc.get("token"), dict) else {}
+            parts = ["logged in"]
+            if user.get("aliyunId"):
+                parts.append(f"as {user['aliyunId']}")
+            if token.get("expires_at"):
+                parts.append(f"(login expires {token['expires_at']})")
+            message = " ".join(parts)
+            if doc.get("warning"):
+                message += f"; warning: {doc['warning']}"
+            elif doc.get("server_verified") is False:
+                message += "; not verified with the server"
+            return True, message
+        reason = doc.get("reason")
+        why = f" ({reason})" if reason else ""
+        return False, f"not logged in to QwenCloud{why}: run `qwencloud auth login`"
+    return False, str(cli.error(done, "authenticated", doc))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from tokenmeter import (
@@ -20,14 +20,24 @@ from tokenmeter import (
     parse_time,
 )
 
-from .cli import QwenCloudCli, not_found_message, parse_document, resolve
+from .cli import QwenCloudCli, auth_health, not_found_message, resolve
+from .quota import CODING_PLAN_WINDOWS, PROVIDER, summary_snapshots
+from .values import add_months, as_decimal, as_int, check_range, last_day, month_ranges, zone
 
-PROVIDER = "qwen"
+# auth_health, summary_snapshots and CODING_PLAN_WINDOWS moved to cli.py and quota.py; still importable here
+__all__ = [
+    "CODING_PLAN_WINDOWS",
+    "PROVIDER",
+    "QwenCloudLogsSource",
+    "QwenCloudSource",
+    "auth_health",
+    "summary_snapshots",
+]
+
 #: the CLI reads only the first page (100 line items) of MaasListConsumeSummary per calendar month
 ROW_LIMIT = 100
 #: flag a month when its estimated line items come this close to ROW_LIMIT
 TRUNCATION_ITEMS = 90
-CODING_PLAN_WINDOWS = ("per_5h", "weekly", "monthly")
 CURSOR_VERSION = 1
 
 
@@ -80,9 +90,9 @@ class QwenCloudSource(_CliSource):
         )
 
         def __post_init__(self) -> None:
-            _check_range("timeout", self.timeout, 1, 3600)
-            _check_range("backfill_months", self.backfill_months, 1, 12)
-            _check_range("settle_days", self.settle_days, 1, 31)
+            check_range("timeout", self.timeout, 1, 3600)
+            check_range("backfill_months", self.backfill_months, 1, 12)
+            check_range("settle_days", self.settle_days, 1, 31)
 
     # -- host hooks ------------------------------------------------------------------------
     def health(self) -> tuple[bool, str]:
@@ -90,7 +100,7 @@ class QwenCloudSource(_CliSource):
         return auth_health(self.cli)
 
     def fetch(self, window: Window, cursor: Mapping[str, Any]) -> Iterator[Any]:
-        tz = _zone(self.settings.billing_timezone)
+        tz = zone(self.settings.billing_timezone)
         now = self.ctx.now()
         today = now.astimezone(tz).date()
         settle = max(1, int(self.settings.settle_days))
@@ -103,10 +113,10 @@ class QwenCloudSource(_CliSource):
 
         if window.start is not None:
             first = window.start.astimezone(tz).date()
-            last = _last_day(window.end, tz)
+            last = last_day(window.end, tz)
         else:
             months = max(1, int(self.settings.backfill_months))
-            first = _add_months(today.replace(day=1), -(months - 1))
+            first = add_months(today.replace(day=1), -(months - 1))
             if final_through is not None:
                 first = max(first, final_through + timedelta(days=1))
             first = min(first, today - timedelta(days=settle - 1))
@@ -119,7 +129,7 @@ class QwenCloudSource(_CliSource):
         state: dict[str, Any] = {"version": CURSOR_VERSION}
         if final_through is not None:
             state["final_through"] = final_through.isoformat()
-        ranges = list(_month_ranges(first, last)) if first <= last else []
+        ranges = list(month_ranges(first, last)) if first <= last else []
         self.ctx.progress.set_total(len(ranges) + 1)
         for lo, hi in ranges:
             self.ctx.progress.describe(f"qwencloud {lo:%Y-%m}")
@@ -157,7 +167,7 @@ class QwenCloudSource(_CliSource):
             if not isinstance(model, str) or not model:
                 self.ctx.skip(f"payg {month}", "model entry without model_id")
                 continue
-            cost = _dec(item.get("cost"))
+            cost = as_decimal(item.get("cost"))
             if model in payg_cost:
                 # payg sums per model *and unit*: a model billed in two units is listed twice
                 previous = payg_cost[model]
@@ -220,10 +230,10 @@ class QwenCloudSource(_CliSource):
             return None
         if not lo <= day <= hi:
             return None
-        cost = _dec(row.get("cost"))
-        tokens = _int(row.get("tokens_in"))
+        cost = as_decimal(row.get("cost"))
+        tokens = as_int(row.get("tokens_in"))
         usage = row.get("usage") if isinstance(row.get("usage"), dict) else {}
-        units = {k: v for k, v in usage.items() if isinstance(k, str) and _int(v)}
+        units = {k: v for k, v in usage.items() if isinstance(k, str) and as_int(v)}
         if not cost and not tokens and not units:
             return None  # the CLI zero-fills days without bills
         if cost is None:
@@ -251,7 +261,7 @@ class QwenCloudSource(_CliSource):
 
     # -- snapshots -------------------------------------------------------------------------
     def _snapshots(self, now: datetime) -> Iterator[QuotaSnapshot]:
-        today = now.astimezone(_zone(self.settings.billing_timezone)).date()
+        today = now.astimezone(zone(self.settings.billing_timezone)).date()
         doc = self.cli.json(
             ["usage", "summary", "--from", today.replace(day=1).isoformat(), "--to", today.isoformat()],
             "free_tier",
@@ -285,10 +295,10 @@ class QwenCloudLogsSource(_CliSource):
         max_pages: int = _settings_field(500, "stop after this many pages per run (and warn)")
 
         def __post_init__(self) -> None:
-            _check_range("timeout", self.timeout, 1, 3600)
-            _check_range("days", self.days, 1, 14)
-            _check_range("page_size", self.page_size, 1, 100)
-            _check_range("max_pages", self.max_pages, 1, 100_000)
+            check_range("timeout", self.timeout, 1, 3600)
+            check_range("days", self.days, 1, 14)
+            check_range("page_size", self.page_size, 1, 100)
+            check_range("max_pages", self.max_pages, 1, 100_000)
 
     def available(self) -> str | None:
         if not self.settings.request_logs:
@@ -304,7 +314,7 @@ class QwenCloudLogsSource(_CliSource):
         oldest = today - timedelta(days=13)
         if window.start is not None:
             first = window.start.astimezone(tz).date()
-            last = min(_last_day(window.end, tz), today)
+            last = min(last_day(window.end, tz), today)
         else:
             first = today - timedelta(days=max(1, min(14, int(self.settings.days))) - 1)
             through = parse_day(cursor.get("through")) if cursor else None
@@ -325,7 +335,7 @@ class QwenCloudLogsSource(_CliSource):
             if not isinstance(items, list):
                 raise SourceDataError("`qwencloud usage logs` printed items that are not a list",
                                       source=self.id)
-            total = _int(doc.get("totalCount")) or 0
+            total = as_int(doc.get("totalCount")) or 0
             self.ctx.progress.set_total(-(-total // size) if total else None)
             for item in items:
                 rec = self._record(item) if isinstance(item, dict) else None
@@ -353,8 +363,8 @@ class QwenCloudLogsSource(_CliSource):
         usages: dict[str, int] = {}
         listed = item.get("usages")
         for u in listed if isinstance(listed, list) else []:
-            if isinstance(u, dict) and isinstance(u.get("key"), str) and _int(u.get("value")) is not None:
-                usages[u["key"]] = _int(u["value"])  # type: ignore[assignment]
+            if isinstance(u, dict) and isinstance(u.get("key"), str) and as_int(u.get("value")) is not None:
+                usages[u["key"]] = as_int(u["value"])  # type: ignore[assignment]
         inp, out = usages.pop("input", None), usages.pop("output", None)
         cache = usages.pop("cached", usages.pop("cache_read", None))
         reasoning = usages.pop("reasoning", None)
@@ -367,14 +377,14 @@ class QwenCloudLogsSource(_CliSource):
             reasoning = None
         status = item.get("statusCode")
         failed = bool(item.get("errorCode")) or (isinstance(status, int) and not 200 <= status < 300)
-        duration = _int(item.get("durationMs"))
+        duration = as_int(item.get("durationMs"))
         details: dict[str, Any] = {"status_code": status}
         if item.get("errorCode"):
             details["error_code"] = str(item["errorCode"])
         if usages:
             details["usage"] = usages
-        if _int(item.get("firstOutputDurationMs")):
-            details["first_output_ms"] = _int(item.get("firstOutputDurationMs"))
+        if as_int(item.get("firstOutputDurationMs")):
+            details["first_output_ms"] = as_int(item.get("firstOutputDurationMs"))
         model = item.get("model") if isinstance(item.get("model"), str) and item.get("model") else None
         return UsageRecord(
             key=f"req/{rid}",
@@ -391,184 +401,3 @@ class QwenCloudLogsSource(_CliSource):
             total_tokens=total,
             details=details,
         )
-
-
-# -- shared helpers ---------------------------------------------------------------------------
-
-
-def auth_health(cli: QwenCloudCli) -> tuple[bool, str]:
-    """``(ok, message)`` from ``qwencloud auth status --format json``; never raises."""
-    try:
-        done = cli.run(["auth", "status"])
-    except ProviderError as exc:  # CLI missing, timeout, oversized output
-        return False, str(exc)
-    doc = parse_document(done.stdout)
-    if isinstance(doc, dict) and "authenticated" in doc:
-        if doc.get("authenticated") is True and done.returncode == 0:
-            user = doc.get("user") if isinstance(doc.get("user"), dict) else {}
-            token = doc.get("token") if isinstance(doc.get("token"), dict) else {}
-            parts = ["logged in"]
-            if user.get("aliyunId"):
-                parts.append(f"as {user['aliyunId']}")
-            if token.get("expires_at"):
-                parts.append(f"(login expires {token['expires_at']})")
-            message = " ".join(parts)
-            if doc.get("warning"):
-                message += f"; warning: {doc['warning']}"
-            elif doc.get("server_verified") is False:
-                message += "; not verified with the server"
-            return True, message
-        reason = doc.get("reason")
-        why = f" ({reason})" if reason else ""
-        return False, f"not logged in to QwenCloud{why}: run `qwencloud auth login`"
-    return False, str(cli.error(done, "authenticated", doc))
-
-
-def summary_snapshots(doc: Mapping[str, Any], now: datetime, ctx: Any) -> Iterator[QuotaSnapshot]:
-    """Quota snapshots from a `usage summary` (or `usage free-tier`) document."""
-    free_tier = doc.get("free_tier")
-    for item in free_tier if isinstance(free_tier, list) else []:
-        if not isinstance(item, dict) or not isinstance(item.get("model_id"), str):
-            continue
-        quota = item.get("quota")
-        if not isinstance(quota, dict):
-            continue  # the model's free tier is not enabled ("Enable to unlock free-tier")
-        total, remaining = _dec(quota.get("total")), _dec(quota.get("remaining"))
-        yield QuotaSnapshot(
-            provider=PROVIDER,
-            name=f"free-tier/{item['model_id']}",
-            unit=str(quota.get("unit") or "tokens"),
-            observed_at=now,
-            total=total,
-            remaining=remaining,
-            used=_used(total, remaining),
-            resets_at=parse_time(quota.get("resetDate")),
-            details=_clean({"status": quota.get("status"), "used_pct": _num(quota.get("used_pct"))}),
-        )
-    plan = doc.get("coding_plan")
-    if isinstance(plan, dict) and plan.get("subscribed") is True:
-        windows = plan.get("windows") if isinstance(plan.get("windows"), dict) else {}
-        for name in CODING_PLAN_WINDOWS:
-            w = windows.get(name)
-            if not isinstance(w, dict):
-                continue
-            total, remaining = _dec(w.get("total")), _dec(w.get("remaining"))
-            yield QuotaSnapshot(
-                provider=PROVIDER,
-                name=f"coding-plan/{name}",
-                unit="requests",
-                observed_at=now,
-                total=total,
-                remaining=remaining,
-                used=_used(total, remaining),
-                resets_at=parse_time(w.get("next_reset_at")),
-                details=_clean({"plan": plan.get("plan"), "used_pct": _num(w.get("used_pct"))}),
-            )
-    token = doc.get("token_plan")
-    if isinstance(token, dict):
-        if token.get("subscribed") is True:
-            total, remaining = _dec(token.get("totalCredits")), _dec(token.get("remainingCredits"))
-            yield QuotaSnapshot(
-                provider=PROVIDER,
-                name="token-plan/credits",
-                unit="credits",
-                observed_at=now,
-                total=total,
-                remaining=remaining,
-                used=_used(total, remaining),
-                resets_at=parse_time(token.get("resetDate")),
-                details=_clean({"plan": token.get("planName"), "status": token.get("status"),
-                                "used_pct": _num(token.get("usedPct")),
-                                "addon_remaining": _num(token.get("addonRemaining"))}),
-            )
-        elif _dec(token.get("addonRemaining")) is not None:
-            yield QuotaSnapshot(
-                provider=PROVIDER, name="token-plan/addon-credits", unit="credits", observed_at=now,
-                remaining=_dec(token.get("addonRemaining")),
-            )
-
-
-def _check_range(name: str, value: Any, low: float, high: float) -> None:
-    # a ValueError here becomes a ConfigError naming the config table
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise ValueError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
-
-
-def _zone(name: str) -> tzinfo:
-    if not name or name.upper() == "UTC":
-        return UTC
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        from tokenmeter import ConfigError
-
-        raise ConfigError(f"[sources.qwencloud] billing_timezone {name!r} is not an IANA zone") from exc
-
-
-def _last_day(end: datetime, tz: tzinfo) -> date:
-    """The last day a window ending at ``end`` covers (an end at midnight excludes that day)."""
-    local = end.astimezone(tz)
-    if local.time() == datetime.min.time():
-        return local.date() - timedelta(days=1)
-    return local.date()
-
-
-def _add_months(day: date, n: int) -> date:
-    index = day.year * 12 + day.month - 1 + n
-    return date(index // 12, index % 12 + 1, 1)
-
-
-def _month_ranges(first: date, last: date) -> Iterator[tuple[date, date]]:
-    lo = first
-    while lo <= last:
-        next_month = _add_months(lo.replace(day=1), 1)
-        hi = min(last, next_month - timedelta(days=1))
-        yield lo, hi
-        lo = next_month
-
-
-def _dec(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, Decimal):
-        return value if value.is_finite() else None
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, float | str):
-        try:
-            result = Decimal(str(value))
-        except InvalidOperation:
-            return None
-        return result if result.is_finite() else None
-    return None
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        return value if value >= 0 else None
-    dec = _dec(value)
-    if dec is None or dec < 0 or dec != dec.to_integral_value():
-        return None
-    return int(dec)
-
-
-def _num(value: Any) -> float | int | None:
-    """A JSON-friendly number for details (used_pct…)."""
-    dec = _dec(value)
-    if dec is None:
-        return None
-    return int(dec) if dec == dec.to_integral_value() else float(dec)
-
-
-def _used(total: Decimal | None, remaining: Decimal | None) -> Decimal | None:
-    if total is None or remaining is None:
-        return None
-    return max(total - remaining, Decimal(0))
-
-
-def _clean(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}

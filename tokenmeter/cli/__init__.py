@@ -7,17 +7,18 @@ module has no side effects and plugin commands appear through ``register_command
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import sys
 import traceback
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from click.core import ParameterSource
 
 from .. import __version__
 from ..errors import TokenmeterError
-from ..output import safe_text
+from ..render import error_view, render
 from .common import Env, common_options
 from .report import report_options, run_report
 
@@ -48,43 +49,70 @@ class RootGroup(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         kwargs["standalone_mode"] = False
         argv = kwargs.get("args", args[0] if args else None)
-        debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+        argv = list(sys.argv[1:] if argv is None else argv)
+        debug = "--debug" in argv
+        as_json = json_asked(argv)
+        raise_errors = os.environ.get("TOKENMETER_RAISE_ERRORS") not in (None, "", "0")
         try:
             rv = super().main(*args, **kwargs)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         except click.UsageError as exc:
+            if as_json:
+                fail("usage_error", exc.format_message(), USAGE_ERROR, as_json=True)
             exc.show()
             sys.exit(USAGE_ERROR)
         except click.ClickException as exc:
+            if as_json:
+                fail("error", exc.format_message(), exc.exit_code, as_json=True)
             exc.show()
             sys.exit(exc.exit_code)
         except (click.Abort, KeyboardInterrupt):
-            click.echo("Interrupted.", err=True)
-            sys.exit(INTERRUPTED)
+            fail("interrupted", "Interrupted.", INTERRUPTED, as_json=as_json, prefix="")
         except TokenmeterError as exc:
-            if os.environ.get("TOKENMETER_RAISE_ERRORS") not in (None, "", "0"):
+            if raise_errors:
                 raise
             if debug:
                 traceback.print_exc()
-            click.echo(f"Error: {safe_text(str(exc))}", err=True)  # messages may quote names from outside
-            sys.exit(exc.exit_code)
+            fail(exc.code, str(exc), exc.exit_code, as_json=as_json)
         except BrokenPipeError:
             sys.exit(0)
         except sqlite3.Error as exc:  # a write the database cannot take: busy, disk full, read-only
-            if os.environ.get("TOKENMETER_RAISE_ERRORS") not in (None, "", "0") or debug:
+            if raise_errors or debug:
                 raise
             from ..store import write_error
 
             mapped = write_error(exc)
-            click.echo(f"Error: {safe_text(mapped or f'database error: {exc}')}", err=True)
-            sys.exit(4)
+            fail("database_error", str(mapped or f"database error: {exc}"), 4, as_json=as_json)
         except OSError as exc:  # an unwritable --output, a full disk: one line, not a traceback
-            if os.environ.get("TOKENMETER_RAISE_ERRORS") not in (None, "", "0") or debug:
+            if raise_errors or debug:
                 raise
-            click.echo(f"Error: {safe_text(str(exc))}", err=True)
-            sys.exit(4)
+            fail("os_error", str(exc), 4, as_json=as_json)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def json_asked(argv: list[str]) -> bool:
+    """Whether the command line asks for JSON (--json, -j, --format json, -f json), so that an error
+    is a JSON document too. Read from the raw arguments: a usage error stops click before its
+    options are parsed."""
+    args = argv[:argv.index("--")] if "--" in argv else argv
+    for i, arg in enumerate(args):
+        if arg in ("--json", "-j", "--format=json", "-fjson", "-f=json"):
+            return True
+        if arg in ("--format", "-f") and args[i + 1:i + 2] == ["json"]:
+            return True
+        if re.fullmatch(r"-[bjq]+", arg) and "j" in arg:  # flags given together: -jq
+            return True
+    return False
+
+
+def fail(code: str, message: str, exit_code: int, *, as_json: bool, prefix: str = "Error: ") -> NoReturn:
+    """End with an error on stderr, where the provider CLI we copy writes its error documents (stdout
+    stays empty, so a pipe never takes an error for a report): the JSON document when JSON was asked
+    for, else the one line (``render.error_view``)."""
+    click.echo(render(error_view(code, message, exit_code, prefix=prefix), "json" if as_json else "table"),
+               err=True, nl=False)
+    sys.exit(exit_code)
 
 
 @click.group(
@@ -121,10 +149,10 @@ def cli(ctx: click.Context, dashboard: bool, **kwargs: Any) -> None:
         return
     if dashboard:
         stray = _given(ctx, ["date_from", "date_to", "days", "provider", "source", "model", "project",
-                             "agent", "group_by", "cost_mode"])
+                             "agent", "group_by", "breakdown", "order", "cost_mode"])
         if stray:
             raise click.UsageError(f"--dashboard takes a period and --tz, not {stray[0]}")
-        from .insights import run_dashboard
+        from .dashboard import run_dashboard
 
         run_dashboard(period_name=kwargs.get("period_name") or kwargs.get("preset"), output=None,
                       open_browser=False, quiet=kwargs.get("quiet", False), tz=kwargs.get("tz"))
@@ -143,17 +171,26 @@ def _given(ctx: click.Context, names: list[str]) -> list[str]:
 
 
 def _register_builtin_commands() -> None:
+    from .budget import budget_cmd
+    from .dashboard import dashboard_cmd
     from .db import db_group
+    from .demo import demo_cmd
     from .fetch import fetch_cmd
-    from .insights import budget_cmd, dashboard_cmd, forecast_cmd, reconcile_cmd
+    from .forecast import forecast_cmd
     from .metrics import metrics_cmd
-    from .misc import demo_cmd, prices_cmd, quota_cmd, reprice_cmd, sources_cmd
     from .plugin_install import plugins_group
-    from .report import report_cmd
+    from .prices import prices_cmd, reprice_cmd
+    from .quota import quota_cmd
+    from .reconcile import reconcile_cmd
+    from .report import alias_cmds, report_cmd
+    from .sources import sources_cmd
+    from .statusline import statusline_cmd
+    from .watch import watch_cmd
 
     for command in (report_cmd, fetch_cmd, sources_cmd, plugins_group, quota_cmd, prices_cmd,
                     reprice_cmd, demo_cmd, db_group, budget_cmd, forecast_cmd, dashboard_cmd, reconcile_cmd,
-                    metrics_cmd):
+                    metrics_cmd, *alias_cmds, statusline_cmd,
+                    watch_cmd):
         cli.add_command(command)
 
 

@@ -4,49 +4,34 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import click
 
-from ..config import Config, db_path, fixed_now, load_config, parse_timezone
-from ..output import FORMATS, dumps, render_csv, render_table, safe_text
-from ..store import Store
+from ..output import FORMATS, safe_text
+from ..render import View, render
+from ..service import Environment
 
-__all__ = ["Env", "common_options", "emit", "format_options", "get_env"]
+__all__ = ["Env", "common_options", "format_options", "get_env", "say", "show"]
+
+
+def say(message: str) -> None:
+    """A note for the user on stderr (stdout stays the document)."""
+    click.echo(message, err=True)
+
+
+def _warn(message: str) -> None:
+    say(f"tokenmeter: warning: {safe_text(message)}")
 
 
 @dataclass
-class Env:
-    """What a command needs: config, database path, debug flag and 'now' (fixed in tests)."""
+class Env(Environment):
+    """The command line's ``Environment``: config warnings on stderr, and the --debug flag."""
 
-    config_file: str | None = None
-    db: str | None = None
+    warn: Callable[[str], None] = _warn
     debug: bool = False
-    _config: Config | None = None
-
-    @property
-    def config(self) -> Config:
-        if self._config is None:
-            self._config = load_config(self.config_file)
-            for w in self._config.warnings:
-                click.echo(f"tokenmeter: warning: {safe_text(w)}", err=True)
-        return self._config
-
-    @property
-    def db_path(self) -> str:
-        return str(db_path(self.db, self.config))
-
-    def open_store(self) -> Store:
-        return Store.open(self.db_path)
-
-    def now(self) -> datetime:
-        return fixed_now() or datetime.now(UTC)
-
-    def timezone(self, name: str | None) -> Any:
-        return parse_timezone(name) if name else self.config.timezone
 
 
 def get_env() -> Env:
@@ -85,11 +70,12 @@ def common_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def format_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """-f/--format table|json|csv|tsv, --json, --csv."""
+    """-f/--format table|text|json|csv|tsv, -j/--json, --csv (``text``, what some provider CLIs call
+    their human format, is the table)."""
     opts = [
-        click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default=None,
-                     help="Output format (default: table on a terminal, json when piped)."),
-        click.option("--json", "as_json", is_flag=True, help="Same as --format json."),
+        click.option("-f", "--format", "fmt", type=click.Choice([*FORMATS, "text"]), default=None,
+                     help="Output format (default: table on a terminal, json when piped; text = table)."),
+        click.option("-j", "--json", "as_json", is_flag=True, help="Same as --format json."),
         click.option("--csv", "as_csv", is_flag=True, help="Same as --format csv."),
     ]
     for opt in reversed(opts):
@@ -103,30 +89,13 @@ def format_options(f: Callable[..., Any]) -> Callable[..., Any]:
             fmt = "csv"
         elif fmt is None:
             fmt = "table" if sys.stdout.isatty() else "json"
+        elif fmt == "text":
+            fmt = "table"
         return f(*args, fmt=fmt, **kwargs)
 
     return wrapper
 
 
-def emit(
-    data: Any,
-    rows: Sequence[dict[str, Any]],
-    columns: Sequence[str],
-    fmt: str,
-    *,
-    footer: Sequence[str] = (),
-) -> None:
-    """Print ``data`` as JSON, or ``rows`` as a table / CSV / TSV."""
-    if fmt == "json":
-        click.echo(dumps(data))
-    elif fmt == "csv":
-        click.echo(render_csv(rows, columns), nl=False)
-    elif fmt == "tsv":
-        click.echo(render_csv(rows, columns, delimiter="\t"), nl=False)
-    else:
-        if rows:
-            click.echo(render_table(rows, columns))
-        else:
-            click.echo("No data.")
-        for line in footer:
-            click.echo(safe_text(line))
+def show(view: View, fmt: str) -> None:
+    """Print ``view`` in ``fmt`` (see ``tokenmeter.render``)."""
+    click.echo(render(view, fmt), nl=False)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import click
 
-from ..output import dumps, render_csv, safe_text
-from ..store import USAGE_COLUMNS, Store
+from .. import service
+from ..output import safe_text
+from ..render import View
+from ..store import Store
 from ..store.merge import MERGE_TIMEOUT
-from .common import common_options, format_options, get_env
+from .common import common_options, format_options, get_env, show
 
 
 @click.group(name="db")
@@ -61,9 +63,6 @@ def db_merge_cmd(other: str, timeout: float) -> None:
                f"added or updated{skipped}")
 
 
-EXPORT_COLUMNS = [c for c in USAGE_COLUMNS if c not in ("cost_nanos", "est_cost_nanos", "content_hash")]
-
-
 @db_group.command(name="export")
 @format_options
 @common_options
@@ -71,11 +70,7 @@ def db_export_cmd(fmt: str) -> None:
     """Export every usage row (CSV, TSV or JSON; costs as decimals)."""
     env = get_env()
     with env.open_store() as store:
-        rows = store.usage_rows()
-    columns = [c for c in EXPORT_COLUMNS if c not in ("start_ts", "end_ts")]
-    columns[columns.index("currency"):columns.index("currency")] = ["cost"]
-    columns.insert(columns.index("est_currency"), "estimated_cost")
-    if fmt == "json":
-        click.echo(dumps([{c: r.get(c) for c in columns} for r in rows]))
-    else:
-        click.echo(render_csv(rows, columns, delimiter="\t" if fmt == "tsv" else ","), nl=False)
+        rows, columns = service.export_rows(store)
+    # JSON carries the export's columns only; a table of every column would not fit: CSV instead
+    show(View(data=[{c: r.get(c) for c in columns} for r in rows], rows=rows, columns=columns),
+         "csv" if fmt == "table" else fmt)

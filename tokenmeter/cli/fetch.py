@@ -8,13 +8,15 @@ from typing import Any
 
 import click
 
+from .. import service
 from ..errors import UsageError
-from ..fetch import SourceResult, exit_code_for, run_fetch
-from ..output import dumps, safe_text
+from ..fetch import SourceResult, exit_code_for
+from ..output import safe_text
 from ..periods import _parse_date
 from ..plugin_manager import get_sources
+from ..render import View
 from ..sources import SourceContext, Window
-from .common import common_options, format_options, get_env
+from .common import common_options, format_options, get_env, show
 
 
 class _TTYProgress:
@@ -124,19 +126,13 @@ def fetch_cmd(sources: tuple[str, ...], date_from: str | None, date_to: str | No
             click.echo(safe_text(_summary_line(r)), err=True)
 
     with env.open_store() as store:
-        results = run_fetch(store, env.config, list(sources), installed, window=window,
-                            on_progress=progress, on_result=on_result)
-    if not results and fmt == "table":
-        click.echo("No sources installed. See `tokenmeter plugins`.")
+        results = service.fetch(store, env.config, sources, installed, window=window,
+                                on_progress=progress, on_result=on_result)
     code = exit_code_for(results)
-    if fmt == "json":
-        click.echo(dumps({"sources": [r.as_dict() for r in results], "exit_code": code}))
-    elif fmt in ("csv", "tsv"):
-        from ..output import render_csv
-
-        cols = ["source", "status", "new", "updated", "unchanged", "snapshots", "skipped_lines",
-                "seconds", "message"]
-        click.echo(render_csv([r.as_dict() for r in results], cols,
-                              delimiter="," if fmt == "csv" else "\t"), nl=False)
+    cols = ["source", "status", "new", "updated", "unchanged", "snapshots", "skipped_lines", "seconds", "message"]
+    rows = [r.as_dict() for r in results]
+    # the table was printed source by source as each finished (on_result)
+    show(View(data={"sources": rows, "exit_code": code}, rows=rows, columns=cols,
+              table=lambda: [] if results else ["No sources installed. See `tokenmeter plugins`."]), fmt)
     if code:
         click.get_current_context().exit(code)

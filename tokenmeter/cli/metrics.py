@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from .. import service
 from ..output import safe_text
-from .common import Env, common_options, get_env
+from .common import Env, common_options, get_env, say
+
+if TYPE_CHECKING:
+    from ..metrics import Figures
 
 
-def _figures(env: Env, tz: str | None, top: int, offline: bool) -> Any:
-    from ..metrics import gather
-
+def _figures(env: Env, tz: str | None, top: int, offline: bool) -> Figures:
+    # log sources are read first, as before a report
     with env.open_store() as store:
-        if not offline:
-            from .refresh import refresh_before_report
-
-            refresh_before_report(env, store)
-        store.refresh_rollup()  # reads are pure: bring the rollup up to date first (after merge, reprice)
-        return gather(store, env.config, env.now(), env.timezone(tz), top=top)
+        return service.metrics(store, env.config, env.now(), env.timezone(tz), top=top,
+                               refresh="none" if offline else "logs", say=say)
 
 
 @click.command(name="metrics")

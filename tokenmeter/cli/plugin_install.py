@@ -8,13 +8,13 @@ environment, where a plain ``pip install`` would put it somewhere tokenmeter nev
 from __future__ import annotations
 
 import importlib.util
-import json
 import subprocess
 import sys
 
 import click
 
-from .common import common_options
+from ..render import View
+from .common import common_options, show
 
 __all__ = ["pip_command", "plugins_group"]
 
@@ -54,7 +54,7 @@ def plugins_group(ctx: click.Context) -> None:
         return
     from ..plugin_manager import get_plugins
 
-    click.echo(json.dumps(get_plugins(), indent=2))
+    show(View(data=get_plugins(), ascii_json=True), "json")
 
 
 @plugins_group.command(name="install")

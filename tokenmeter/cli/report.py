@@ -9,20 +9,12 @@ from typing import Any
 
 import click
 
-from ..output import COST_KIND_NOTE, dumps, plain_value, safe_text
-from ..periods import resolve_period
-from ..reports import Filters, parse_group_by, usage_report
-from .common import common_options, emit, format_options, get_env
+from .. import service
+from ..render import report_view
+from ..reports import Filters
+from .common import common_options, format_options, get_env, say, show
 
 PRESET_FLAGS = ("today", "yesterday", "week", "month", "last-month", "quarter", "year", "all")
-ROW_METRICS = [
-    "requests", "input_tokens", "output_tokens", "cache_read_tokens", "reasoning_tokens",
-    "total_tokens", "cost", "cost_kind", "unpriced_requests",
-]
-CSV_METRICS = [
-    "requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-    "reasoning_tokens", "total_tokens", "cost", "currency", "cost_kind", "unpriced_requests",
-]
 
 
 def report_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -38,8 +30,10 @@ def report_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--all", "p_all", is_flag=True, help="Everything in the database."),
         click.option("--period", "period_name", metavar="NAME",
                      help="today, yesterday, week, month, last-month, quarter, year, all or YYYY-MM."),
-        click.option("--from", "--since", "date_from", metavar="DATE", help="First day, YYYY-MM-DD (inclusive)."),
-        click.option("--to", "--until", "date_to", metavar="DATE", help="Last day, YYYY-MM-DD (inclusive)."),
+        click.option("--from", "-s", "--since", "date_from", metavar="DATE",
+                     help="First day, YYYY-MM-DD or YYYYMMDD (inclusive)."),
+        click.option("--to", "-u", "--until", "date_to", metavar="DATE",
+                     help="Last day, YYYY-MM-DD or YYYYMMDD (inclusive)."),
         click.option("--days", type=int, metavar="N", help="The last N days, today included."),
         click.option("--provider", metavar="P", help="Only providers containing P (case-insensitive)."),
         click.option("--source", metavar="S", help="Only sources containing S."),
@@ -48,13 +42,18 @@ def report_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--agent", metavar="NAME",
                      help="Only agents containing NAME (e.g. main, general-purpose, Explore)."),
         click.option("--by", "group_by", metavar="DIMS",
-                     help="Group by any of day,week,month,quarter,model,provider,source,account,project,agent "
-                          "(default: model for one day, else day; 'none' for the total only)."),
-        click.option("--tz", metavar="ZONE", help="IANA time zone for days (default: config, else system)."),
+                     help="Group by any of day,week,month,quarter,model,provider,source,account,project,agent,"
+                          "session (default: model for one day, else day; 'none' for the total only)."),
+        click.option("-b", "--breakdown", is_flag=True, help="Split each group per model (adds model to --by)."),
+        click.option("--order", type=click.Choice(["asc", "desc"]), default="asc", show_default=True,
+                     help="Row order of the first grouping (desc: newest day first)."),
+        click.option("-z", "--tz", metavar="ZONE", help="IANA time zone for days (default: config, else system)."),
         click.option("--cost", "cost_mode", type=click.Choice(["auto", "billed", "estimated"]),
                      default="auto", show_default=True,
                      help="auto: the source's own cost, else the estimate; or force one kind."),
         click.option("-q", "--quiet", is_flag=True, help="Numbers only: total tokens, cost, requests."),
+        click.option("--wide", is_flag=True,
+                     help="Every column, however wide (the table otherwise fits the terminal)."),
         click.option("--offline", is_flag=True, help="Read the database only; refresh nothing."),
         click.option("--refresh", is_flag=True, help="Fetch from every source (ledgers too) first."),
     ]
@@ -81,11 +80,6 @@ def report_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return format_options(g)
 
 
-def default_group_by(period: Any) -> list[str]:
-    """Without --by: one day is broken down by model, a longer period by day."""
-    return ["model"] if period.start is not None and period.start == period.end else ["day"]
-
-
 def run_report(
     *,
     fmt: str,
@@ -100,67 +94,25 @@ def run_report(
     project: str | None,
     agent: str | None,
     group_by: str | None,
+    breakdown: bool,
+    order: str,
     tz: str | None,
     cost_mode: str,
     quiet: bool,
     offline: bool,
     refresh: bool,
+    wide: bool = False,
 ) -> None:
     env = get_env()
-    zone = env.timezone(tz)
-    period = resolve_period(env.now(), zone, preset=period_name or preset, date_from=date_from,
-                            date_to=date_to, days=days)
-    by = parse_group_by(group_by) if group_by is not None else default_group_by(period)
-    with env.open_store() as store:
-        if not offline:
-            from .refresh import refresh_before_report
-
-            refresh_before_report(env, store, everything=refresh)
-        store.refresh_rollup()
-        report = usage_report(
-            store, period, by=by, filters=Filters(provider, source, model, project, agent), cost=cost_mode
-        )
-    if quiet:
-        # nothing recorded is a known zero; a figure no source reported is unknown: '?', never 0
-        totals = report.total or [{"total_tokens": 0, "cost": None, "requests": 0}]
-        for row in totals:
-            numbers = ["?" if row[k] is None else str(plain_value(row[k]))
-                       for k in ("total_tokens", "cost", "requests")]
-            click.echo("\t".join(numbers + ([row["currency"]] if len(totals) > 1 else [])))
-        return
-    if fmt == "json":
-        click.echo(dumps(report.as_dict()))
-        return
-    if fmt in ("csv", "tsv"):
-        emit(None, report.rows, [*by, *CSV_METRICS], fmt)
-        return
-    period_text = (
-        f"{report.period['from'] or 'start'} to {report.period['to'] or 'now'} ({report.period['tz']})"
+    query = service.report_query(
+        env.config, env.now(), preset=period_name or preset, date_from=date_from, date_to=date_to, days=days,
+        by=group_by, filters=Filters(provider, source, model, project, agent), tz=tz, cost=cost_mode,
+        breakdown=breakdown, order=order,
     )
-    click.echo(f"Usage {period_text}")
-    # a dimension nobody reported (a record without model, project or agent) shows as "-"
-    rows = [{**r, **{d: "-" for d in by if r.get(d) is None}} for r in report.rows]
-    totals = [dict(t, **{by[0]: "Total"}) if by else dict(t) for t in report.total]
-    if not by:
-        rows = totals
-        totals = []
-    if not rows:
-        click.echo("No usage recorded for this period.")
-        return
-    columns = [*by, *ROW_METRICS]
-    from ..output import render_table
-
-    text = render_table(rows + totals, columns)
-    if totals:
-        lines = text.splitlines()
-        sep = lines[1]
-        lines.insert(len(lines) - len(totals), sep)
-        text = "\n".join(lines)
-    click.echo(text)
-    for note in report.notes:
-        click.echo(f"note: {safe_text(note)}")  # names sources and providers
-    if sys.stdout.isatty():
-        click.echo(COST_KIND_NOTE)
+    with env.open_store() as store:
+        report = service.report(store, env.config, query, say=say,
+                                refresh="none" if offline else "all" if refresh else "logs")
+    show(report_view(report, tty=sys.stdout.isatty(), wide=wide), "quiet" if quiet else fmt)
 
 
 @click.command(name="report")
@@ -176,3 +128,37 @@ def report_cmd(**kwargs: Any) -> None:
       tokenmeter report --from 2026-03-01 --to 2026-03-31 --csv > march.csv
     """
     run_report(**kwargs)
+
+
+# ccusage's commands: `report` with the grouping fixed. Like ccusage they cover all the data unless a
+# period is given, and `--by` adds dimensions after their own (`daily --by provider` = day,provider).
+ALIASES = {
+    "daily": ("day", "Usage and cost per day (ccusage's `daily`): `report --by day`."),
+    "weekly": ("week", "Usage and cost per ISO week, labelled by its Monday: `report --by week`."),
+    "monthly": ("month", "Usage and cost per calendar month: `report --by month`."),
+    "session": ("session", "Usage and cost per coding-agent session (the client's session id): `report --by session`."),
+}
+
+
+def _alias_cmd(name: str, dim: str, summary: str) -> click.Command:
+    def command(**kwargs: Any) -> None:
+        if not (kwargs["preset"] or kwargs["period_name"] or kwargs["days"] is not None
+                or kwargs["date_from"] or kwargs["date_to"]):
+            kwargs["preset"] = "all"
+        extra = kwargs["group_by"]
+        kwargs["group_by"] = dim + ("," + extra if extra else "")
+        run_report(**kwargs)
+
+    command.__doc__ = f"""{summary}
+
+    All the data unless a period is given; every `report` option works, and --by adds dimensions.
+
+    \b
+    Examples:
+      tokenmeter {name} --since 20261001 --until 20261031 --json
+      tokenmeter {name} -b --order desc       # per model inside each {dim}, last first
+    """
+    return click.command(name=name)(report_options(common_options(command)))
+
+
+alias_cmds = [_alias_cmd(name, dim, summary) for name, (dim, summary) in ALIASES.items()]

@@ -202,6 +202,9 @@ class UsageStore(Protocol):
     ) -> list[UsageTotal]:
         """Usage in ``[lo, hi)`` summed per local day (when ``tz``), ``columns``, currency, cost kind.
 
+        ``columns`` are any of model, provider, source, account, project, agent (read from the
+        rollup) and session (read from the usage rows themselves, which the rollup does not split).
+
         ``cost`` (``COST_MODES``) picks each row's figure: auto = own cost, else the estimate.
         ``exclude`` maps a provider to intervals: log rows of that provider (or of one named
         ``provider-…``) in them are grouped apart with ``excluded`` set.

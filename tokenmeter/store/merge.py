@@ -24,6 +24,10 @@ from typing import TYPE_CHECKING, Any
 from ..errors import InvalidRecord, StoreError
 from ..records import COUNT_FIELDS, QuotaSnapshot, UsageRecord
 
+# the names themselves, not the package face: store/__init__.py imports this module lazily
+from .common import ROLLUP, _tx, iso, row_id
+from .session import USAGE_COLUMNS
+
 if TYPE_CHECKING:
     from . import Store
 
@@ -76,8 +80,6 @@ class _Foreign(StoreError):
 
 def merge_database(store: Store, other: str | Path, *, timeout: float = MERGE_TIMEOUT) -> dict[str, int]:
     """Merge ``other`` into ``store``; see ``Store.merge``."""
-    from .common import _tx
-
     path = Path(other).expanduser()
     name = _show(path, 200)
     if not path.exists():
@@ -136,8 +138,6 @@ def _check_schema(ro: sqlite3.Connection, name: str, deadline: float,
                   timeout: float) -> tuple[list[str], list[str]]:
     """The columns to read from ``usage`` and ``quota_snapshots``; a ``StoreError`` for any schema
     that is not one of ours."""
-    from . import USAGE_COLUMNS
-
     not_ours = "it is not a tokenmeter database"
     try:
         master = {str(n).lower(): (t, s) for t, n, s in ro.execute("SELECT type, name, sql FROM main.sqlite_master")}
@@ -216,8 +216,6 @@ def _rows(ro: sqlite3.Connection, table: str, cols: Sequence[str], name: str, de
 
 def _merge_usage(conn: sqlite3.Connection, ro: sqlite3.Connection, cols: list[str], name: str,
                  deadline: float, timeout: float) -> tuple[int, int]:
-    from . import ROLLUP, USAGE_COLUMNS
-
     # a row from the other file replaces ours only when its content differs and it was fetched later
     upsert = (
         f"INSERT INTO usage ({', '.join(map(_q, USAGE_COLUMNS))}) "
@@ -247,8 +245,6 @@ def _merge_usage(conn: sqlite3.Connection, ro: sqlite3.Connection, cols: list[st
 def _usage_row(v: dict[str, Any], latest: datetime) -> tuple[Any, ...] | None:
     """The row to store (in ``USAGE_COLUMNS`` order), or None when any value is not what a valid
     record would have stored."""
-    from . import USAGE_COLUMNS, iso, row_id
-
     try:
         for col in ("id", "source", "kind", "key", "provider", "content_hash", "start", "end", "fetched_at"):
             _need_text(v.get(col))
@@ -347,8 +343,6 @@ def _merge_snapshots(conn: sqlite3.Connection, ro: sqlite3.Connection, cols: lis
 
 def _snapshot_row(v: dict[str, Any]) -> tuple[Any, ...] | None:
     """The snapshot row to store, or None when it is not what a valid ``QuotaSnapshot`` stores."""
-    from . import iso
-
     try:
         for col in ("id", "source", "provider", "name", "unit", "observed_at"):
             _need_text(v[col])

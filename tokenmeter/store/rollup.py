@@ -35,7 +35,21 @@ METRICS = (
     "reasoning_tokens", "total_tokens",
 )
 FILTER_COLUMNS = ("provider", "source", "model", "project", "agent")
-GROUP_COLUMNS = ("model", "provider", "source", "account", "project", "agent")
+ROLLUP_COLUMNS = ("model", "provider", "source", "account", "project", "agent")
+# session is grouped from ``usage`` itself, not the rollup: it has no bound on its values (a scripted
+# headless run is a session per call), so a rollup column would split buckets up to one row per
+# record and slow every other report; a session report costs a scan of its period's rows instead
+ROW_COLUMNS = ("session",)
+GROUP_COLUMNS = ROLLUP_COLUMNS + ROW_COLUMNS
+
+# ``usage`` rows in the rollup's shape (one row each), for groupings the rollup does not carry; the
+# inner range on start_ts uses idx_usage_start, the outer bucket range keeps the rollup's semantics
+_ROWS_AS_ROLLUP = """(SELECT start_ts - start_ts % 900 AS bucket, source, kind, account, provider, model,
+       project, agent, session, cost_nanos IS NOT NULL AS has_cost, currency, cost_kind, est_currency,
+       1 AS records, COALESCE(requests, 1) AS calls, requests, input_tokens, output_tokens,
+       cache_read_tokens, cache_write_tokens, reasoning_tokens,
+       COALESCE(total_tokens, input_tokens + output_tokens) AS total_tokens, cost_nanos, est_cost_nanos
+FROM usage WHERE start_ts >= ? AND start_ts < ?)"""
 _EPOCH = date(1970, 1, 1)
 
 
@@ -177,8 +191,12 @@ class RollupQueries:
         where, params = _filter_sql(filters)
         excl_expr, excl_params = _exclude_sql(exclude) if exclude else ("0", [])
         cols = [f"u.{c}" for c in columns]
+        from_rows = any(c in ROW_COLUMNS for c in columns)
+        table = _ROWS_AS_ROLLUP if from_rows else "usage_rollup"
         out: list[UsageTotal] = []
         for seg_lo, seg_hi, offset in _segments(lo, hi, tz):
+            # rows whose bucket lies in [seg_lo, seg_hi) start in [bucket(seg_lo), seg_hi + 900)
+            rows_params = [seg_lo - seg_lo % ROLLUP, seg_hi + ROLLUP] if from_rows else []
             day_expr = f"(u.bucket + {int(offset)}) / 86400" if tz is not None else "NULL"
             sql = (
                 f"SELECT {day_expr} AS dayno, "
@@ -187,14 +205,14 @@ class RollupQueries:
                 + ", ".join(f"SUM(u.{m})" for m in METRICS)
                 + f", SUM({cost_expr}), "
                 + f"SUM(CASE WHEN {cost_expr} IS NULL THEN u.calls ELSE 0 END), SUM(u.calls) "
-                + "FROM usage_rollup u WHERE u.bucket >= ? AND u.bucket < ?"
+                + f"FROM {table} u WHERE u.bucket >= ? AND u.bucket < ?"
                 + (f" AND {where}" if where else "")
                 + " GROUP BY dayno"
                 + "".join(f", {c}" for c in cols)
                 + ", r_cur, r_kind, r_excluded"
             )
             n = len(cols)
-            for r in self.conn.execute(sql, [*excl_params, seg_lo, seg_hi, *params]):
+            for r in self.conn.execute(sql, [*excl_params, *rows_params, seg_lo, seg_hi, *params]):
                 day = None if r[0] is None else _EPOCH + timedelta(days=r[0])
                 out.append(UsageTotal(day, tuple(r[1 : 1 + n]), r[1 + n], r[2 + n], bool(r[3 + n]), *r[4 + n :]))
         return out
