@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors
 from ._version import __version__
+from .batch import RecordBatch
 from .errors import (
     ConfigError,
     InvalidRecord,
@@ -47,6 +48,7 @@ __all__ = [
     "ProviderResponseError",
     "ProviderUnavailable",
     "QuotaSnapshot",
+    "RecordBatch",
     "RequestSigner",
     "RetryEvent",
     "RetryPolicy",

@@ -27,6 +27,8 @@ never stops the others.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "ConfigError",
     "InvalidRecord",
@@ -113,6 +115,14 @@ class InvalidRecord(TokenmeterError, ValueError):
     def with_plugin(self, plugin: str) -> InvalidRecord:
         """Return a copy that names the plugin or source that produced the record."""
         return InvalidRecord(self.field, self.message, plugin=plugin)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # picklable: a record batch is checked in a worker process, which sends the error back
+        return _invalid_record, (self.field, self.message, self.plugin)
+
+
+def _invalid_record(field: str, message: str, plugin: str | None) -> InvalidRecord:
+    return InvalidRecord(field, message, plugin=plugin)
 
 
 class ProviderError(TokenmeterError):

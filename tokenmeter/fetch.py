@@ -25,19 +25,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .batch import RecordBatch
 from .config import Config, build_settings, env_var_name, machine_id, request_deadline
 from .errors import ConfigError, InvalidRecord, ProviderError, SourceDataError, StoreError, TokenmeterError
 from .records import Cursor, QuotaSnapshot, UsageRecord
 from .sources import Source, SourceContext, Window
-from .store import Store, UsageStore, is_busy, is_full, is_read_only, iso
+from .store import Store, UsageStore, is_busy, is_full, is_read_only, iso, to_nanos
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows has no fcntl: fetches run unlocked there
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK_WAIT", "SourceResult", "exit_code_for", "make_pricer", "refresh_rollup", "reprice", "run_fetch",
-           "run_one", "select_sources", "source_lock"]
+__all__ = ["LOCK_WAIT", "Pricer", "SourceResult", "exit_code_for", "make_pricer", "refresh_rollup", "reprice",
+           "run_fetch", "run_one", "select_sources", "source_lock"]
 
 # How long a fetch waits for another fetch of the same source before stepping aside: long enough for
 # one that is just committing its last records, short enough not to hold up a cron job or a report.
@@ -70,23 +71,55 @@ class SourceResult:
         return out
 
 
-def make_pricer(config: Config | None) -> Callable[[UsageRecord], Any] | None:
+def make_pricer(config: Config | None) -> Pricer | None:
     """The function that estimates a record's cost from the price tables (None if unavailable)."""
     try:
         from .pricing import PriceBook
     except ImportError:  # pragma: no cover - the pricing package ships with tokenmeter
         return None
-    book = PriceBook.load(overrides=(config.prices if config else None) or None)
+    return Pricer(PriceBook.load(overrides=(config.prices if config else None) or None))
 
-    def price(r: UsageRecord) -> Any:
-        return book.estimate(
+
+class Pricer:
+    """Estimates from one price book: ``pricer(record)`` for a record, ``pricer.rows(batch)`` for a batch."""
+
+    def __init__(self, book: Any) -> None:
+        self.book = book
+
+    def __call__(self, r: UsageRecord) -> Any:
+        return self.book.estimate(
             model=r.model, provider=r.provider, day=r.start.astimezone(UTC).date(),
             input_tokens=r.input_tokens, output_tokens=r.output_tokens,
             cache_read_tokens=r.cache_read_tokens, cache_write_tokens=r.cache_write_tokens,
             reasoning_tokens=r.reasoning_tokens, requests=r.requests,
         )
 
-    return price
+    def rows(self, batch: RecordBatch) -> list[tuple[int, str, str] | None]:
+        """One ``(cost nanos, currency, basis)`` or None per row: the integer form of ``__call__``."""
+        price, provider = self.book.estimate_nanos, batch.provider
+        out: list[tuple[int, str, str] | None] = []
+        for _, start, model, _, _, _, req, inp, o, cr, cw, rs, _, _ in batch.rows:
+            if not model:
+                out.append(None)
+                continue
+            day = start.date() if start.tzinfo is UTC else start.astimezone(UTC).date()
+            out.append(price(model, provider, day, inp, o, cr, cw, rs, req))
+        return out
+
+
+def _batch_estimates(pricer: Callable[[UsageRecord], Any] | None,
+                     batch: RecordBatch) -> list[tuple[int, str, str] | None]:
+    """A batch's estimates from any pricer (a plain function prices the rows' records)."""
+    if pricer is None:
+        return [None] * len(batch)
+    if isinstance(pricer, Pricer):
+        return pricer.rows(batch)
+    out: list[tuple[int, str, str] | None] = []
+    for row in batch.rows:
+        r = batch.record(row)
+        est = pricer(r) if r.model else None
+        out.append((to_nanos(est.cost), est.currency, est.basis) if est is not None else None)  # type: ignore[misc]
+    return out
 
 
 def reprice(store: UsageStore, pricer: Callable[[Any], Any] | None) -> tuple[int, int]:
@@ -211,8 +244,12 @@ def _run_one(
         cursor = store.get_cursor(sid)
         last_tick = 0.0
         last_cursor: Mapping[str, Any] | None = None
-        for item in source.fetch(window, cursor):
-            if isinstance(item, Cursor):
+        # a source with the bulk form yields RecordBatch (validated when built) instead of records
+        bulk = getattr(source, "fetch_batches", None)
+        for item in (bulk if callable(bulk) else source.fetch)(window, cursor):
+            if isinstance(item, RecordBatch):
+                session.add_rows(item, _batch_estimates(pricer, item))
+            elif isinstance(item, Cursor):
                 last_cursor = dict(item.state)
                 session.checkpoint(last_cursor)
             elif isinstance(item, UsageRecord):

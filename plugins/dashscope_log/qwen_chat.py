@@ -125,26 +125,25 @@ class ChatParser:
     def block(self, buf: bytes, end: int, base: int) -> list[Row]:
         rows: list[Row] = []
         find = buf.find
-        scan_a, scan_b = S.SCAN_A, S.SCAN_B
-        # Two scans find every line with a token-count key: ``...Count":`` (usageMetadata, events)
-        # and ``...okens":`` (other shapes); the line itself then says what it is.
-        n1 = find(scan_a, 0, end)
-        n2 = find(scan_b, 0, end)
+        scan = S.SCAN.search
+        # One scan finds every line with a token-count key: ``...Count":`` (usageMetadata, events)
+        # or ``...okens":`` (other shapes); the line itself then says what it is. ``n`` is the
+        # position of the next such key (-1: none left in the block).
+        m = scan(buf, 0, end)
+        n = m.start() if m is not None else -1
         has_nul = find(b"\x00", 0, end) != -1
         p = 0
         while p < end:
             e = find(b"\n", p, end)
-            if (n1 != -1 and n1 < e) or (n2 != -1 and n2 < e):
+            if n != -1 and n < e:
                 if not has_nul or find(b"\x00", p, e) == -1:
                     row = self._usage_line(buf, p, e, base)
                     if row is not None:
                         rows.append(row)
                 else:
                     self._skip(base + p, "NUL bytes")
-                if n1 != -1 and n1 < e:
-                    n1 = find(scan_a, e, end)
-                if n2 != -1 and n2 < e:
-                    n2 = find(scan_b, e, end)
+                m = scan(buf, e, end)
+                n = m.start() if m is not None else -1
             elif e > p and (buf[p] != 123 or buf[e - 1] != 125 or (has_nul and find(b"\x00", p, e) != -1)):
                 self._check_other(buf[p:e], base + p)  # not "{...}": is it JSON at all?
             p = e + 1

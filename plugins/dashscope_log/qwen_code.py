@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tokenmeter import Cursor, Source, SourceDataError, UsageRecord, Window
+from tokenmeter import Cursor, RecordBatch, Source, SourceDataError, UsageRecord, Window
 
 from . import paths
 from .demo import copy_demo_data
@@ -46,6 +46,7 @@ __all__ = ["QwenCodeSource", "QwenParser", "default_roots", "find_roots", "usage
 TESTED_VERSIONS = ("0.15.10", "0.24.4")
 # Folders the reader knows under a root's projects/<p>/ (others are checked for usage it would miss).
 KNOWN_PROJECT_DIRS = {"chats", "subagents"}
+PROVIDER = "qwen"
 _SESSION = re.compile(rb'"sessionId":"([^"\\]*)"')
 _BAD_JSON = (ValueError, RecursionError)
 
@@ -110,6 +111,7 @@ class Plan:
     chat_sessions: frozenset[str] = frozenset()
     agent_models: tuple[tuple[str, str], ...] = ()  # (agent name, model) from ledger lines, for transcripts
     default_model: str | None = None
+    account: str | None = None  # the records' account (the machine id)
 
 
 class LedgerParser:
@@ -218,6 +220,14 @@ class QwenParser:
 
     block_size = 4 << 20
 
+    @staticmethod
+    def pack_rows(rows: list[Row], plan: Plan) -> RecordBatch:
+        """A block's rows as a ``RecordBatch`` (checked here, in the worker that parsed them)."""
+        return RecordBatch(PROVIDER, plan.account, tuple(
+            (key, start, model, project, session, agent, 1, inp, out, cached, None, reasoning, total,
+             {"note": note} if note else None)
+            for key, start, model, project, session, inp, out, cached, reasoning, total, note, agent in rows))
+
     def __new__(cls, path: str, start: int, state: dict[str, Any] | None, opts: Any = None) -> Any:  # type: ignore[misc]
         parts = path.replace(os.sep, "/").split("/")
         if len(parts) >= 2 and parts[-2] == "usage" and parts[-1].startswith("token-usage-"):
@@ -295,7 +305,7 @@ class QwenCodeSource(Source):
     """Qwen Code logs: every API call (main, subagents, background agents) once."""
 
     id = "qwen-code"
-    provider = "qwen"
+    provider = PROVIDER
     kind = "log"
     description = "Qwen Code chat logs, subagent transcripts and usage ledger, read incrementally"
 
@@ -350,7 +360,14 @@ class QwenCodeSource(Source):
                 "tested_client_versions": list(TESTED_VERSIONS)}
 
     def fetch(self, window: Window, cursor: Any) -> Iterator[UsageRecord | Cursor]:
-        account = self.ctx.machine_id
+        for item in self.fetch_batches(window, cursor):
+            if isinstance(item, RecordBatch):
+                yield from item.records()
+            else:
+                yield item
+
+    def fetch_batches(self, window: Window, cursor: Any) -> Iterator[RecordBatch | Cursor]:
+        """``fetch`` in bulk: the host stores these batches without a ``UsageRecord`` per call."""
         chats, ledgers, transcripts, roots = self._layout()
         if not roots:  # named on the command line (else skipped as not available): say why
             raise SourceDataError(f"no Qwen Code folder at {', '.join(self.settings.roots)}: set roots in "
@@ -359,25 +376,23 @@ class QwenCodeSource(Source):
         months = {(_month(p), os.path.dirname(os.path.dirname(p))) for p in ledgers}
         orphans = [p for p in transcripts if self._orphan_transcript(p, sessions, months)]
         plan = Plan(sessions, self._agent_models(ledgers) if orphans else (),
-                    next((m for m in map(_configured_model, roots) if m), None))
+                    next((m for m in map(_configured_model, roots) if m), None), self.ctx.machine_id)
         for where in self._unknown_places():
             self.ctx.unrecognised(where, "token counts in a file the reader does not know")
         seen: set[int] = set()
 
-        def to_record(row: Row) -> UsageRecord | None:
-            key, start, model, project, session, inp, out, cached, reasoning, total, note, agent = row
-            h = hash(key)
-            if h in seen:
-                return None  # fork copies, the same file under two roots: each call counts once
-            seen.add(h)
-            return UsageRecord(
-                key=key, start=start, provider="qwen", model=model, account=account, project=project,
-                session=session, agent=agent, requests=1, input_tokens=inp, output_tokens=out,
-                cache_read_tokens=cached, reasoning_tokens=reasoning, total_tokens=total,
-                details={"note": note} if note else {},
-            )
+        def first_seen(batch: RecordBatch) -> RecordBatch:
+            keep = []
+            for row in batch.rows:
+                h = hash(row[0])
+                if h in seen:
+                    continue  # fork copies, the same file under two roots: each call counts once
+                seen.add(h)
+                keep.append(row)
+            return batch if len(keep) == len(batch.rows) else batch.subset(keep)
 
-        yield from ingest(self.ctx, cursor, chats + ledgers + orphans, QwenParser, plan, to_record, window)
+        yield from ingest(self.ctx, cursor, chats + ledgers + orphans, QwenParser, plan, None, window,
+                          to_batch=first_seen)  # type: ignore[misc]
 
     @staticmethod
     def _orphan_transcript(path: str, sessions: frozenset[str], months: set[tuple[str, str]]) -> bool:

@@ -16,6 +16,9 @@ MARK_T_FULL = MARK_T + b'"'
 GENERIC_MARKS = (b'TokenCount":', b'token_count":', b'Tokens":', b'_tokens":')
 SCAN_A = b'ount":'  # the end of every ...TokenCount / ..._token_count key
 SCAN_B = b'okens":'  # ...Tokens / ..._tokens keys
+# both at once, in one pass: a search for '":' that looks back for either ending finds the same
+# places as two bytes.find scans at half their cost (most bytes are message text)
+SCAN = re.compile(rb'":(?:(?<=ount":)|(?<=okens":))')
 GENERIC = re.compile(rb'(?:TokenCount|token_count|Tokens|_tokens)":')
 
 HEAD = re.compile(

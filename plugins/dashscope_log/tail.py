@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
-from tokenmeter import Cursor, SourceContext, UsageRecord, Window
+from tokenmeter import Cursor, RecordBatch, SourceContext, UsageRecord, Window
 
 from .paths import Unreadable, check_readable, error_reason, expand_paths, unreadable_error
 
@@ -209,6 +209,9 @@ def read_file(parser_cls: type[LineParser], opts: Any, plan: TailPlan) -> Iterat
     # module globals (tests shrink them); parsers of short lines ask for smaller blocks so the rows
     # of one block stay few
     block_size = min(BLOCK_SIZE, getattr(parser_cls, "block_size", BLOCK_SIZE))
+    # a parser class may pack each block's rows into a RecordBatch here: validated where it is
+    # parsed (a worker process on big reads), so the host takes it as it is
+    pack: Callable[[list[Any], Any], RecordBatch] | None = getattr(parser_cls, "pack_rows", None)
     try:
         f = _open(plan.path)
     except FileNotFoundError:
@@ -241,6 +244,8 @@ def read_file(parser_cls: type[LineParser], opts: Any, plan: TailPlan) -> Iterat
                 carry = buf  # a line longer than a block: keep reading
                 continue
             rows = parser.block(buf, end, offset)
+            if pack is not None:
+                rows = pack(rows, opts)
             if parser.skips:
                 yield ("skips", parser.skips)
                 parser.skips = []
@@ -252,6 +257,8 @@ def read_file(parser_cls: type[LineParser], opts: Any, plan: TailPlan) -> Iterat
             yield ("rows", rows, len(data))
             yield ("entry", _entry(f, offset, offset, parser.state()), False)
         rows = parser.tail(carry, offset) if carry else []
+        if rows and pack is not None:
+            rows = pack(rows, opts)
         if rows:
             yield ("rows", rows, 0)
         yield ("entry", _entry(f, offset, f.tell(), parser.state()), True)
@@ -298,7 +305,8 @@ def _events_parallel(parser_cls: type[LineParser], opts: Any, plans: list[TailPl
     """Parse batches of files in worker processes, in order, with a bounded number in flight.
 
     The main process is busy turning rows into records and writing them, so parsing in other
-    processes overlaps the two (the tokens are the same whichever process parses them).
+    processes overlaps the two (the tokens are the same whichever process parses them); when it
+    catches up with the workers, it parses batches too rather than wait (at most ``STEAL_AHEAD``).
     """
     import multiprocessing as mp
     from collections import deque
@@ -306,14 +314,23 @@ def _events_parallel(parser_cls: type[LineParser], opts: Any, plans: list[TailPl
     method = "fork" if "fork" in mp.get_all_start_methods() else None
     pool = mp.get_context(method).Pool(workers)
     try:
-        pending: deque[Any] = deque()
+        pending: deque[Any] = deque()  # AsyncResults of the workers, or results parsed here
         batches = iter(_batches(plans, PARALLEL_BATCH))
         for batch in batches:
             pending.append(pool.apply_async(_read_batch, (parser_cls, opts, batch)))
             if len(pending) > workers * 2:
                 break
         while pending:
-            results = pending.popleft().get()
+            head = pending[0]
+            if not isinstance(head, list) and not head.ready() and len(pending) <= workers * 2 + STEAL_AHEAD:
+                # the main process would wait for the workers: it parses the next batch itself (the
+                # results still come out in file order: the same records, cursor and checkpoints)
+                nxt = next(batches, None)
+                if nxt is not None:
+                    pending.append(_read_batch(parser_cls, opts, nxt))
+                    continue
+            pending.popleft()
+            results = head if isinstance(head, list) else head.get()
             nxt = next(batches, None)
             if nxt is not None:
                 pending.append(pool.apply_async(_read_batch, (parser_cls, opts, nxt)))
@@ -325,6 +342,7 @@ def _events_parallel(parser_cls: type[LineParser], opts: Any, plans: list[TailPl
 
 PARALLEL_MIN = 256 << 20  # below this, starting worker processes costs more than it saves
 PARALLEL_BATCH = 32 << 20
+STEAL_AHEAD = 4  # batches the main process may parse ahead of the workers' oldest one (bounds memory)
 WORKERS: int | None = None  # default: one per CPU beyond the first, at most 3
 
 
@@ -334,12 +352,17 @@ def ingest(
     paths: list[str],
     parser_cls: type[LineParser],
     opts: Any,
-    to_record: Callable[[Any], UsageRecord | None],
+    to_record: Callable[[Any], UsageRecord | None] | None,
     window: Window,
     *,
     parallel_min: int | None = None,
-) -> Iterator[UsageRecord | Cursor]:
+    to_batch: Callable[[RecordBatch], RecordBatch] | None = None,
+) -> Iterator[UsageRecord | RecordBatch | Cursor]:
     """Read what is new in ``paths`` and yield records, with ``Cursor`` checkpoints.
+
+    A parser class with ``pack_rows`` yields ``RecordBatch``es instead: each goes through
+    ``to_batch`` (e.g. to drop calls already seen) and is yielded when rows are left; without
+    ``pack_rows``, each row goes through ``to_record`` (None: dropped).
 
     With an explicit window (``--from``) every file is re-read from the start, only records inside
     the window are yielded, and the cursor is left as it was (a backfill must not move it).
@@ -379,7 +402,17 @@ def ingest(
         ctx.progress.describe(os.path.basename(path))
         for ev in events:
             kind = ev[0]
-            if kind == "rows":
+            if kind == "rows" and to_batch is not None:
+                batch = to_batch(ev[1])
+                if full:
+                    batch = batch.subset(r for r in batch.rows if not (r[1] < lo or r[1] > hi))  # type: ignore[operator]
+                if batch.rows:
+                    since_records += len(batch.rows)
+                    yield batch
+                ctx.progress.advance(ev[2])
+                since_bytes += ev[2]
+            elif kind == "rows":
+                assert to_record is not None
                 for row in ev[1]:
                     rec = to_record(row)
                     if rec is None or (full and (rec.start < lo or rec.start > hi)):  # type: ignore[operator]

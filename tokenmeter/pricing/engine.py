@@ -37,10 +37,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
-from decimal import Context, Decimal, localcontext
+from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from typing import Any
 
 from .entries import PriceEntry, PriceRegion, Tier, digest_of, most_specific
+from .levels import Level, levels_of
+from .listing import in_force_overrides, price_row
 from .overrides import entries_digest, parse_overrides
 
 __all__ = ["Estimate", "PriceBook", "PriceEntry", "PriceRegion", "Tier"]
@@ -48,6 +50,8 @@ __all__ = ["Estimate", "PriceBook", "PriceEntry", "PriceRegion", "Tier"]
 PER = Decimal(1_000_000)
 _UNIT = Decimal(10**18)  # scaled rates are 10^-12 per 1M tokens = 10^-18 per token
 _CTX = Context(prec=60)
+_NANO = Decimal(10**9)
+_UNSEEN = object()  # not looked up yet (None in the memo means unpriced)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,48 +74,11 @@ def _as_day(day: date | datetime | None) -> date:
 
 
 @dataclass(frozen=True, slots=True)
-class _Level:
-    """Base rates or one tier, with fallbacks resolved, as integers in 10⁻¹² per 1M tokens."""
-
-    above: int  # -1 for the base rates
-    tier: Tier | None
-    rates: tuple[Decimal, Decimal, Decimal, Decimal, Decimal | None]  # in, out, cache r/w, thinking
-    scaled: tuple[int, int, int, int, int | None] | None  # None when a rate has > 12 decimals
-
-
-def _levels(e: PriceEntry) -> tuple[_Level, ...]:
-    out = []
-    for tier in (None, *e.tiers):
-        src: Tier | PriceEntry = tier if tier is not None else e
-        think = tier.reasoning if tier is not None else None
-        if think is None:
-            think = e.reasoning
-        rates = (
-            src.input,
-            src.output,
-            src.cache_read if src.cache_read is not None else src.input,
-            src.cache_write if src.cache_write is not None else src.input,
-            think,
-        )
-        scaled = tuple(None if r is None else r.scaleb(12) for r in rates)
-        exact = all(r is None or r == r.to_integral_value() for r in scaled)
-        out.append(
-            _Level(
-                above=tier.above if tier is not None else -1,
-                tier=tier,
-                rates=rates,
-                scaled=tuple(None if r is None else int(r) for r in scaled) if exact else None,  # type: ignore[arg-type]
-            )
-        )
-    return tuple(out)
-
-
-@dataclass(frozen=True, slots=True)
 class _Choice:
     entry: PriceEntry
     earliest: bool  # the day precedes the entry: "earliest known price"
     alias_of: str | None  # canonical name when the record's model matched through an alias
-    levels: tuple[_Level, ...] = ()
+    levels: tuple[Level, ...] = ()
 
 
 class PriceBook:
@@ -266,7 +233,7 @@ class PriceBook:
             if best is None or key > best[0]:
                 best = (key, e)
         if best is not None:
-            return _Choice(best[1], False, alias_of, _levels(best[1]))
+            return _Choice(best[1], False, alias_of, levels_of(best[1]))
         found = self._registered_chain(model, region) if region is not None else None
         if found is None:
             found = self._registered_chain(model, "")  # entries registered for any provider
@@ -280,8 +247,8 @@ class PriceBook:
             if e.effective is None or e.effective <= day:
                 chosen = e
         if chosen is None:
-            return _Choice(chain[0], True, alias_of, _levels(chain[0]))
-        return _Choice(chosen, False, alias_of, _levels(chosen))
+            return _Choice(chain[0], True, alias_of, levels_of(chain[0]))
+        return _Choice(chosen, False, alias_of, levels_of(chosen))
 
     # ---- estimates ------------------------------------------------------------------------------
 
@@ -345,6 +312,62 @@ class PriceBook:
             entry=e,
             tier_above=level.tier.above if level.tier is not None else None,
         )
+
+    def estimate_nanos(
+        self,
+        model: str | None,
+        provider: str | None,
+        day: date,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        cache_read_tokens: int | None,
+        cache_write_tokens: int | None,
+        reasoning_tokens: int | None,
+        requests: int | None = 1,
+    ) -> tuple[int, str, str] | None:
+        """``estimate`` as ``(cost in 10⁻⁹ of the currency, currency, basis)``, or None: the same
+        figures (the cost rounded half-even to nanos, as the store keeps it), in integer arithmetic
+        for the bulk path of a big ingest. ``day`` is a UTC ``date``."""
+        if not model or (input_tokens is None and output_tokens is None):
+            return None
+        key = (model, provider, day)
+        choice = self._memo.get(key, _UNSEEN)
+        if choice is _UNSEEN:
+            choice = self._memo[key] = self._select(model, provider, self.region_for(provider), day)
+        if choice is None:
+            return None
+        cr = cache_read_tokens or 0
+        cw = cache_write_tokens or 0
+        inp = max(input_tokens or 0, cr + cw)
+        n = requests if requests and requests > 0 else 1
+        levels = choice.levels
+        level = levels[0]
+        for candidate in levels[1:]:  # the same tier choice as estimate()
+            if inp > candidate.above * n:
+                level = candidate
+            else:
+                break
+        thinking = bool(reasoning_tokens) and level.rates[4] is not None
+        total = None
+        if level.scaled is not None:
+            r_in, r_out, r_cr, r_cw, r_think = level.scaled
+            total = (inp - cr - cw) * r_in + cr * r_cr + cw * r_cw + (output_tokens or 0) * (
+                r_think if thinking else r_out)
+        # estimate()'s Decimal figure is exact up to 27 digits; beyond, or with rates finer than
+        # 10⁻¹², take it as it is (rare: the same figure by construction)
+        if total is None or abs(total) >= 10**27:
+            est = self.estimate(model, provider, day, input_tokens, output_tokens, cache_read_tokens,
+                                cache_write_tokens, reasoning_tokens, requests)
+            assert est is not None
+            return int((est.cost * _NANO).to_integral_value(rounding=ROUND_HALF_EVEN)), est.currency, est.basis
+        nanos, rest = divmod(total, 10**9)  # 10⁻¹⁸ units -> nanos, rounded half-even
+        if rest > 500_000_000 or (rest == 500_000_000 and nanos & 1):
+            nanos += 1
+        bkey = (key, level.above, thinking, n if level.tier is not None and n > 1 else 1)
+        basis = self._basis_memo.get(bkey)
+        if basis is None:
+            basis = self._basis_memo[bkey] = self._basis_text(choice.entry, choice, level.tier, thinking, n, model)
+        return nanos, choice.entry.currency, basis
 
     def estimate_record(self, record: Any, day: date | datetime | None = None) -> Estimate | None:
         """``estimate`` for a ``UsageRecord``; the day defaults to the UTC date of ``record.start``."""
@@ -429,7 +452,7 @@ class PriceBook:
         needle = model_filter.lower() if model_filter else None
         picked: list[PriceEntry] = []
         for group in self._overrides.values():
-            picked.extend(group if history else _in_force_overrides(group, d))
+            picked.extend(group if history else in_force_overrides(group, d))
         for chain in (self._registered[k] for k in sorted(self._registered)):
             if history:
                 picked.extend(chain)
@@ -439,40 +462,7 @@ class PriceBook:
         if needle:
             picked = [e for e in picked if needle in " ".join((e.model, *e.aliases)).lower()]
         picked.sort(key=lambda e: (e.model.lower(), e.origin != "config", e.scope, e.effective or date.min))
-        return [_row(e) for e in picked]
-
-
-def _row(e: PriceEntry) -> dict[str, Any]:
-    return {
-        "model": e.model,
-        "region": e.scope,
-        "currency": e.currency,
-        "valid_from": e.effective,
-        "valid_until": e.valid_until,
-        "input": e.input,
-        "output": e.output,
-        "cache_read": e.cache_read,
-        "cache_write": e.cache_write,
-        "thinking_output": e.reasoning,
-        "tiers": e.tiers_text(),
-        "aliases": ", ".join(e.aliases),
-        "source": e.source,
-        "origin": e.origin,
-        "plugin": e.plugin,
-        "note": e.note or "",
-    }
-
-
-def _in_force_overrides(group: list[PriceEntry], day: date) -> list[PriceEntry]:
-    latest: dict[tuple[str | None, str | None], PriceEntry] = {}
-    for e in group:
-        if e.effective is not None and e.effective > day:
-            continue
-        key = (e.provider, e.region)
-        cur = latest.get(key)
-        if cur is None or (e.effective or date.min) > (cur.effective or date.min):
-            latest[key] = e
-    return list(latest.values())
+        return [price_row(e) for e in picked]
 
 
 def _chain(entries: list[PriceEntry]) -> list[PriceEntry]:

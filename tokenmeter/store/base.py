@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
+from ..batch import RecordBatch
 from ..records import QuotaSnapshot, UsageRecord
 
 __all__ = [
@@ -122,6 +123,9 @@ class UsageWriter(Protocol):
 
     def add(self, item: UsageRecord | QuotaSnapshot, estimate: Estimate | None = None) -> None:
         """Add a record (with its price-table estimate, if any) or a quota snapshot."""
+
+    def add_rows(self, batch: RecordBatch, estimates: Sequence[tuple[int, str, str] | None]) -> None:
+        """Add a ``RecordBatch``, one ``(cost nanos, currency, basis)`` estimate or None per row."""
 
     def checkpoint(self, cursor: Mapping[str, Any] | None) -> None:
         """Make everything added so far durable together with the source's ``cursor``."""

@@ -11,9 +11,11 @@ import contextlib
 import hashlib
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
+from ..batch import RecordBatch
 from ..records import QuotaSnapshot, UsageRecord
 from .base import Estimate, RunCounts
 from .common import ROLLUP, iso, now_iso, row_id, to_nanos
@@ -22,7 +24,9 @@ from .quota import insert_snapshot
 if TYPE_CHECKING:
     from . import Store
 
-__all__ = ["BATCH", "USAGE_COLUMNS", "WriteSession"]
+__all__ = ["BATCH", "USAGE_COLUMNS", "NanoEstimate", "WriteSession"]
+
+NanoEstimate = tuple[int, str, str]  # (cost in 10⁻⁹ of the currency, currency, basis)
 
 BATCH = 5000
 
@@ -42,6 +46,30 @@ _UPSERT_SQL = (
     sets=", ".join(f'"{c}" = excluded."{c}"' for c in USAGE_COLUMNS if c != "id"),
 )
 _START_TS = USAGE_COLUMNS.index("start_ts")
+# add_rows' rows: the columns that vary per row; _bulk_sql writes the rest into the statement
+_BULK_COLUMNS = (
+    "id", "key", "model", "project", "session", "agent", "start", "start_ts", "requests", "input_tokens",
+    "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "total_tokens",
+    "est_cost_nanos", "est_currency", "price_basis", "details", "content_hash",
+)
+_BULK_START_TS = _BULK_COLUMNS.index("start_ts")
+
+
+def _literal(value: str | None) -> str:
+    if value is None:
+        return "NULL"
+    if "\x00" in value:  # a NUL would cut an SQL literal short: never the case for ids and labels
+        raise ValueError("NUL in a source, account or provider label")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _bulk_sql(source: str, kind: str, account: str | None, provider: str, fetched_at: str) -> str:
+    """The upsert of ``_BULK_COLUMNS`` rows: the batch's shared values are literals, end = start, no cost."""
+    params = {c: f"?{i}" for i, c in enumerate(_BULK_COLUMNS, 1)}
+    params.update(source=_literal(source), kind=_literal(kind), account=_literal(account),
+                  provider=_literal(provider), fetched_at=_literal(fetched_at), end=params["start"],
+                  end_ts=params["start_ts"], errors="NULL", cost_nanos="NULL", currency="NULL", cost_kind="NULL")
+    return _UPSERT_SQL.replace(", ".join("?" for _ in USAGE_COLUMNS), ", ".join(params[c] for c in USAGE_COLUMNS))
 
 
 class WriteSession:
@@ -55,7 +83,10 @@ class WriteSession:
         self.counts = RunCounts()
         self.committed = RunCounts()  # what the last checkpoint made durable
         self.uncommitted = 0  # records and snapshots added since then (lost if the run fails)
-        self._pending: dict[str, tuple[Any, ...]] = {}
+        self._pending: dict[str, tuple[Any, ...]] = {}  # full rows (USAGE_COLUMNS) by id
+        self._bulk: dict[str, tuple[Any, ...]] = {}  # add_rows' rows (_BULK_COLUMNS) by id
+        self._bulk_key: tuple[str | None, str] | None = None  # their (account, provider)
+        self._bulk_sql = ""
         self._fetched_at = now_iso()
         self._in_tx = False
         self._max_rowid: int | None = None
@@ -76,8 +107,51 @@ class WriteSession:
         row = self._row(item, estimate)
         # the same key twice in one run (e.g. a forked log line): last one wins, counted once
         self._pending[row[0]] = row
-        if len(self._pending) >= BATCH:
+        if self._bulk:
+            self._bulk.pop(row[0], None)
+        if len(self._pending) + len(self._bulk) >= BATCH:
             self.flush()
+
+    def add_rows(self, batch: RecordBatch, estimates: Sequence[NanoEstimate | None]) -> None:
+        """Add a ``RecordBatch`` with one estimate per row (``(cost nanos, currency, basis)`` or None).
+
+        The bulk form of ``add``: the same columns, content hash and row id as ``_row`` gives the
+        row's ``UsageRecord`` (tests prove it), built in one loop without a record per row. The
+        values shared by the whole batch are written into the statement instead of bound per row.
+        """
+        source, kind, account, provider = self.source, self.kind, batch.account, batch.provider
+        if self._bulk and self._bulk_key != (account, provider):
+            self.flush()
+        if not self._bulk:
+            self._bulk_key = (account, provider)
+            self._bulk_sql = _bulk_sql(source, kind, account, provider, self._fetched_at)
+        id_prefix = f"{source}\x1f{account or ''}\x1f"
+        bulk, full = self._bulk, self._pending
+        blake2b, dumps = hashlib.blake2b, json.dumps
+        for row, est in zip(batch.rows, estimates, strict=True):
+            key, start, model, project, session, agent, req, inp, out, cr, cw, rs, total, det = row
+            start_iso = (start.isoformat().replace("+00:00", "Z") if start.tzinfo is UTC else iso(start))
+            details = dumps(dict(det), sort_keys=True, default=str, separators=(",", ":")) if det else "{}"
+            # the tuple _row hashes for a record with end = start and no cost of its own
+            content: tuple[Any, ...] = (
+                kind, account, key, provider, model, project, session, start_iso, start_iso, req, None, inp,
+                out, cr, cw, rs, total, None, None, None, details,
+            )
+            if agent is not None:
+                content += (agent,)
+            rid = blake2b((id_prefix + key).encode(), digest_size=16).hexdigest()
+            nanos, currency, basis = est if est is not None else (None, None, None)
+            if full:
+                full.pop(rid, None)  # the same key added by add() in this batch: last one wins
+            bulk[rid] = (
+                rid, key, model, project, session, agent, start_iso, int(start.timestamp()), req, inp, out, cr,
+                cw, rs, total, nanos, currency, basis, details,
+                blake2b(repr(content).encode(), digest_size=12).hexdigest(),
+            )
+            if len(bulk) + len(full) >= BATCH:
+                self.flush()
+                bulk, full = self._bulk, self._pending
+        self.uncommitted += len(batch.rows)
 
     def _row(self, r: UsageRecord, est: Estimate | None) -> tuple[Any, ...]:
         # the hot path of a large log ingest: every call here is per record
@@ -108,27 +182,31 @@ class WriteSession:
         )
 
     def flush(self) -> None:
-        if not self._pending:
+        if not self._pending and not self._bulk:
             return
         self._begin()
         rows = list(self._pending.values())
-        self._pending = {}
+        bulk = list(self._bulk.values())
+        self._pending, self._bulk = {}, {}
         if self._max_rowid is None:
             self._max_rowid = self.conn.execute("SELECT IFNULL(MAX(rowid), 0) FROM usage").fetchone()[0]
         # one statement per row: insert, or replace only when the content changed. New rows take
         # rowids above the old maximum (nothing is ever deleted), so the counts need no extra lookups.
-        changed = self.conn.executemany(_UPSERT_SQL, rows).rowcount
+        changed = self.conn.executemany(_UPSERT_SQL, rows).rowcount if rows else 0
+        if bulk:
+            changed += self.conn.executemany(self._bulk_sql, bulk).rowcount
         top = self.conn.execute("SELECT IFNULL(MAX(rowid), 0) FROM usage").fetchone()[0]
         new = top - self._max_rowid
         if new:
             # the rollup buckets of inserted rows (updates mark theirs by trigger); when a batch
             # mixes new and unchanged rows, marking all its buckets costs a little rebuild work
             buckets = {r[_START_TS] - r[_START_TS] % ROLLUP for r in rows}
+            buckets.update(r[_BULK_START_TS] - r[_BULK_START_TS] % ROLLUP for r in bulk)
             self.conn.executemany("INSERT OR IGNORE INTO rollup_dirty VALUES (?)", [(b,) for b in buckets])
         self._max_rowid = top
         self.counts.new += new
         self.counts.updated += changed - new
-        self.counts.unchanged += len(rows) - changed
+        self.counts.unchanged += len(rows) + len(bulk) - changed
 
     def checkpoint(self, cursor: Mapping[str, Any] | None) -> None:
         """Write pending rows and the cursor, then commit."""
@@ -157,7 +235,7 @@ class WriteSession:
         )
 
     def abort(self) -> None:
-        self._pending = {}
+        self._pending, self._bulk = {}, {}
         self._max_rowid = None
         if self._in_tx:
             self._in_tx = False

@@ -1,0 +1,227 @@
+"""The bulk path (``RecordBatch``): the same validation, prices, rows and hashes as ``UsageRecord``."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers_logs import gen_logs
+from tokenmeter_plugins.dashscope_log import QwenCodeSource, tail
+from tokenmeter_plugins.dashscope_log.qwen_code import QwenParser
+
+from tokenmeter import InvalidRecord, PriceEntry, RecordBatch, Tier, UsageRecord, Window
+from tokenmeter.fetch import Pricer, make_pricer, run_one
+from tokenmeter.pricing import PriceBook
+from tokenmeter.store import Store, to_nanos
+from tokenmeter.testing import fake_context
+
+T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def _random_row(rng: random.Random, i: int) -> tuple:
+    inp = rng.choice([None, 0, rng.randrange(1, 300_000)])
+    cr = None if inp is None or rng.random() < 0.3 else rng.randrange(0, inp + 1)
+    cw = None if inp is None or cr is None or rng.random() < 0.7 else rng.randrange(0, inp - cr + 1)
+    out = rng.choice([None, 0, rng.randrange(1, 40_000)])
+    rs = None if out is None or rng.random() < 0.4 else rng.randrange(0, out + 1)
+    start = T0 + timedelta(seconds=rng.randrange(0, 200 * 86400), microseconds=rng.choice([0, 7, 999_999]))
+    if rng.random() < 0.1:
+        start = start.astimezone(timezone(timedelta(hours=8)))  # not UTC: stored in UTC all the same
+    return (
+        f"k{i}' \"x", start, rng.choice([None, "m-a", "M-A", "m-b", "alias-b", "m-tiered", "unknown"]),
+        rng.choice([None, "/p/one", "/p/two"]), rng.choice([None, "s1"]), rng.choice([None, "main", "sub"]),
+        rng.choice([None, 1, 3]), inp, out, cr, cw, rs, rng.choice([None, rng.randrange(0, 10**6)]),
+        rng.choice([None, {"note": "n"}, {"b": 1, "a": [1, 2]}]),
+    )
+
+
+def _book() -> PriceBook:
+    return PriceBook([
+        PriceEntry(model="m-a", provider="acme", currency="USD", input=Decimal("0.4"), output=Decimal("1.2"),
+                   cache_read=Decimal("0.08"), effective=date(2025, 1, 1)),
+        PriceEntry(model="m-a", provider="acme", currency="USD", input=Decimal("0.5"), output=Decimal("1.5"),
+                   reasoning=Decimal("4"), effective=date(2025, 5, 1)),
+        PriceEntry(model="m-b", provider=None, currency="USD", input=Decimal("0.000123456789012"),
+                   output=Decimal("3"), aliases=("alias-b",)),  # finer than 10⁻¹²: the Decimal path
+        PriceEntry(model="m-tiered", provider="acme", currency="USD", input=Decimal("1"), output=Decimal("2"),
+                   cache_write=Decimal("1.25"),
+                   tiers=(Tier(above=32_000, input=Decimal("2"), output=Decimal("4"), reasoning=Decimal("9")),
+                          Tier(above=128_000, input=Decimal("3"), output=Decimal("6")))),
+    ])
+
+
+def test_estimate_nanos_equals_estimate_on_random_records():
+    rng = random.Random(7)
+    book = _book()
+    for i in range(20_000):
+        row = _random_row(rng, i)
+        provider = rng.choice(["acme", "acme-eu", "other", None])
+        _, start, model, _, _, _, req, inp, out, cr, cw, rs, _, _ = row
+        day = start.astimezone(UTC).date()
+        est = book.estimate(model, provider, day, inp, out, cr, cw, rs, req)
+        got = book.estimate_nanos(model, provider, day, inp, out, cr, cw, rs, req)
+        want = None if est is None else (to_nanos(est.cost), est.currency, est.basis)
+        assert got == want, row
+
+
+def test_estimate_nanos_rounds_half_even_like_the_store():
+    book = PriceBook([PriceEntry(model="m", provider="acme", currency="USD", input=Decimal("0.0005"),
+                                 output=Decimal("0.0015"))])
+    for n in range(0, 40):  # 0.5 nano per input token: every rounding case
+        est = book.estimate("m", "acme", T0, n, n)
+        assert book.estimate_nanos("m", "acme", T0.date(), n, n, None, None, None) == (
+            to_nanos(est.cost), est.currency, est.basis)
+
+
+def _stored(store: Store) -> list[tuple]:
+    return store.conn.execute("SELECT * FROM usage ORDER BY id").fetchall()
+
+
+def test_add_rows_stores_what_add_stores(tmp_path):
+    rng = random.Random(11)
+    batch = RecordBatch("acme", "machine-1", [_random_row(rng, i) for i in range(3000)])
+    pricer = Pricer(_book())
+    with Store.open(tmp_path / "one.db") as one, Store.open(tmp_path / "two.db") as two:
+        s1 = one.session("src", "log")
+        for r in batch.records():
+            s1.add(r, pricer(r) if r.model else None)
+        s1.finish(None)
+        s2 = two.session("src", "log")
+        s2.add_rows(batch, pricer.rows(batch))
+        s2._fetched_at = s1._fetched_at  # the only column that differs: when each was fetched
+        s2.finish(None)
+        a = _stored(one)
+        b = two.conn.execute("SELECT * FROM usage ORDER BY id").fetchall()
+        fetched = [c[1] for c in one.conn.execute("PRAGMA table_info(usage)")].index("fetched_at")
+        assert [r[:fetched] + r[fetched + 1:] for r in a] == [r[:fetched] + r[fetched + 1:] for r in b]
+        assert len(a) == 3000 and (s1.counts.new, s2.counts.new) == (3000, 3000)
+        # again: nothing changed, so nothing is rewritten (same content hash both ways)
+        s3 = two.session("src", "log")
+        s3.add_rows(batch, pricer.rows(batch))
+        s3.finish(None)
+        assert (s3.counts.new, s3.counts.updated, s3.counts.unchanged) == (0, 0, 3000)
+
+
+def test_add_and_add_rows_of_one_key_in_one_batch_last_one_wins(tmp_path):
+    row = ("k", T0, "m-a", None, None, None, 1, 10, 5, None, None, None, 15, None)
+    with Store.open(tmp_path / "t.db") as store:
+        s = store.session("src", "log")
+        s.add_rows(RecordBatch("acme", None, [row]), [None])
+        s.add(UsageRecord(key="k", start=T0, provider="acme", input_tokens=99))
+        s.finish(None)
+        assert store.conn.execute("SELECT input_tokens FROM usage").fetchall() == [(99,)]
+        s = store.session("src", "log")
+        s.add(UsageRecord(key="k", start=T0, provider="acme", input_tokens=98))
+        s.add_rows(RecordBatch("acme", None, [row]), [None])
+        s.finish(None)
+        assert store.conn.execute("SELECT input_tokens FROM usage").fetchall() == [(10,)]
+
+
+@pytest.mark.parametrize("change", [
+    {0: ""}, {0: 5}, {1: datetime(2025, 1, 1)}, {1: "2025-01-01"}, {2: ""}, {3: 3}, {5: ""},
+    {6: -1}, {7: True}, {8: 1.5}, {9: 20, 7: 10}, {10: 6, 9: 5, 7: 10}, {11: 9, 8: 5}, {13: [1]},
+])
+def test_batch_rows_are_validated_like_records(change):
+    row = list(("k", T0, "m", "p", "s", "a", 1, 10, 5, 2, 1, 3, 15, None))
+    for i, v in change.items():
+        row[i] = v
+    with pytest.raises(InvalidRecord) as batch_err:
+        RecordBatch("acme", "acct", [tuple(row)])
+    with pytest.raises(InvalidRecord) as record_err:
+        RecordBatch.record(RecordBatch("acme", "acct", []), tuple(row))
+    assert str(batch_err.value) == str(record_err.value)
+
+
+def test_batch_shape_provider_and_account_are_checked():
+    with pytest.raises(InvalidRecord):
+        RecordBatch("acme", None, [("k", T0)])
+    with pytest.raises(InvalidRecord):
+        RecordBatch("", None, [])
+    with pytest.raises(InvalidRecord):
+        RecordBatch("acme", "", [])
+    class Label(str):
+        pass
+    ok = RecordBatch("acme", None, [(Label("k"), T0, None, None, None, None, None, 1, None, None, None, None,
+                                     None, None)])  # what UsageRecord accepts, a batch accepts
+    assert [r.key for r in ok.records()] == ["k"]
+
+
+# -- the built-in log source through the host -------------------------------------------------------
+
+STOLEN: list[int] = []
+
+
+def _slow_read_batch(*args: Any) -> Any:
+    """Workers that lag behind, so the main process parses batches itself (forked: module-level)."""
+    if os.getpid() != _PARENT[0]:
+        time.sleep(0.2)
+    else:
+        STOLEN.append(1)
+    return _READ_BATCH(*args)
+
+
+_PARENT = [os.getpid()]
+_READ_BATCH = tail._read_batch
+
+
+def _fetch_table(db: Path, tree: Path, **kw: Any) -> tuple[list[tuple], tuple[int, ...]]:
+    with Store.open(db) as store:
+        res = run_one(store, QwenCodeSource, {"roots": [str(tree)]}, ctx=fake_context("qwen-code"),
+                      pricer=make_pricer(None), **kw)
+        assert res.status == "ok", res.message
+        cols = [c[1] for c in store.conn.execute("PRAGMA table_info(usage)")]
+        keep = [i for i, c in enumerate(cols) if c != "fetched_at"]
+        table = [tuple(r[i] for i in keep) for r in store.conn.execute("SELECT * FROM usage ORDER BY id")]
+        return table, (res.new, res.updated, res.unchanged, res.skipped_lines, res.unrecognised)
+
+
+def test_qwen_code_bulk_path_stores_what_its_records_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    expected = gen_logs().gen_qwen_code(tmp_path / "qwen", 3000, seed=5, days=3, fork_rate=0.3,
+                                        old_version_rate=0.2, quirks=True)
+    bulk, counts = _fetch_table(tmp_path / "bulk.db", tmp_path / "qwen")
+    assert counts[0] == expected["totals"]["requests"]
+    # the same source's records (its fetch(): one UsageRecord per call) stored one by one
+    pricer = make_pricer(None)
+    with Store.open(tmp_path / "records.db") as store:
+        session = store.session("qwen-code", "log")
+        src = QwenCodeSource(QwenCodeSource.Settings(roots=[str(tmp_path / "qwen")]), fake_context("qwen-code"))
+        for item in src.fetch(Window(None, datetime.now(UTC)), {}):
+            if isinstance(item, UsageRecord):
+                session.add(item, pricer(item) if item.model else None)
+        session.finish(None)
+        cols = [c[1] for c in store.conn.execute("PRAGMA table_info(usage)")]
+        keep = [i for i, c in enumerate(cols) if c != "fetched_at"]
+        assert [tuple(r[i] for i in keep) for r in store.conn.execute("SELECT * FROM usage ORDER BY id")] == bulk
+        assert (session.counts.new, session.counts.updated, session.counts.unchanged) == counts[:3]
+        assert (src.ctx.skipped, src.ctx.unrecognised_count) == counts[3:]
+    # worker processes that lag behind: the main process parses some batches; the same rows and counts
+    monkeypatch.setattr(tail, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(tail, "PARALLEL_BATCH", 64 << 10)
+    monkeypatch.setattr(tail, "WORKERS", 1)
+    monkeypatch.setattr(tail, "_read_batch", _slow_read_batch)
+    STOLEN.clear()
+    assert _fetch_table(tmp_path / "parallel.db", tmp_path / "qwen") == (bulk, counts)
+    assert STOLEN
+
+
+def _bad_pack(rows: list[Any], plan: Any) -> RecordBatch:
+    return RecordBatch("qwen", None, [("", T0, *[None] * 12)] if rows else [])
+
+
+def test_a_batch_that_breaks_the_contract_in_a_worker_fails_the_run(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch):
+    gen_logs().gen_qwen_code(tmp_path / "qwen", 300, seed=2, days=1)
+    monkeypatch.setattr(tail, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(tail, "PARALLEL_BATCH", 16 << 10)
+    monkeypatch.setattr(tail, "WORKERS", 1)
+    monkeypatch.setattr(QwenParser, "pack_rows", staticmethod(_bad_pack))
+    with Store.open(tmp_path / "t.db") as store:
+        res = run_one(store, QwenCodeSource, {"roots": [str(tmp_path / "qwen")]}, ctx=fake_context("qwen-code"))
+    assert res.status == "error"
+    assert res.message == "invalid record field 'key' (from qwen-code): expected a non-empty str"
