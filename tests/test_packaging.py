@@ -97,3 +97,14 @@ def test_the_version_is_written_once():
     assert "version" in PYPROJECT["project"]["dynamic"] and "version" not in PYPROJECT["project"]
     assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "tokenmeter._version.__version__"}
     assert tokenmeter.__version__ == __version__ == metadata.version("tokenmeter")
+
+
+def test_loading_every_plugin_leaves_the_http_layer_unloaded() -> None:
+    """Reports and warm runs load every installed source but make no request: httpx (~50 ms of
+    imports) loads only when a fetch needs it."""
+    code = ("import sys\nfrom tokenmeter.plugin_manager import get_sources\nfrom tokenmeter.fetch import make_pricer\n"
+            "import tokenmeter.cli\nassert len(get_sources()) >= 5\nmake_pricer(None)\n"
+            "print(sorted(m for m in ('httpx', 'httpcore', 'tokenmeter.http') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

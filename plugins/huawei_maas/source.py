@@ -16,25 +16,25 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from datetime import time as dtime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tokenmeter import (
     Cursor,
     ProviderRateLimited,
     ProviderResponseError,
     ProviderUnavailable,
-    RetryEvent,
-    RetryPolicy,
     Source,
     SourceContext,
     UsageRecord,
     Window,
-    parse_retry_after,
-    send,
 )
 
 from . import credentials as creds_mod
-from . import signing
+
+if TYPE_CHECKING:  # the HTTP layer (httpx) loads when a fetch needs it, not with the plugin
+    from tokenmeter import RetryEvent, RetryPolicy
+
+    from . import signing
 from .answers import PERMISSIONS, error_detail, raise_for, read_json
 from .credentials import Credentials
 from .figures import as_count, epoch_ms, local_time, thousands
@@ -166,6 +166,8 @@ class HuaweiMaasSource(Source):
     def fetch(self, window: Window, cursor: Mapping[str, Any]) -> Iterator[Any]:
         cfg = self.config
         self._creds = creds_mod.load(self.ctx, cfg.credentials_file)
+        from . import signing
+
         self._auth = signing.AkSkSigner(self._creds, self.clock.utcnow, before=self._pace)
         tz = self.ctx.timezone or UTC
         now = self.ctx.now()
@@ -403,6 +405,8 @@ class HuaweiMaasSource(Source):
     def _retry_policy(self) -> RetryPolicy:
         """The host's retry path, tuned to the API: 60 s after a 429 (its advice), a Retry-After
         cut to 120 s, plain doubling backoff, every 5xx, and each try within the request deadline."""
+        from tokenmeter import RetryPolicy
+
         return RetryPolicy(
             attempts=self.retries + 1,
             backoff=self.backoff,
@@ -425,6 +429,8 @@ class HuaweiMaasSource(Source):
         body: bytes = b"",
     ) -> Any:
         """Send one signed call through the host's retry path and return the parsed JSON answer."""
+        from tokenmeter import send
+
         http = self.ctx.http
         # the whole call may also wait out the 429s the API asks us to (its deadline covers waits)
         deadline = self.ctx.request_deadline + self.retries * self.max_rate_limit_wait
@@ -447,6 +453,8 @@ class HuaweiMaasSource(Source):
         self.ctx.log.debug("%s %s -> HTTP %d", method, path, status)
         tries = request.extensions.get("attempts", 1)
         if status == 429:
+            from tokenmeter import parse_retry_after
+
             after = parse_retry_after(response.headers.get("Retry-After"))
             raise ProviderRateLimited(
                 f"huawei-maas: still rate limited (HTTP 429) after {tries - 1} retries; "

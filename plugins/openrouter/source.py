@@ -32,8 +32,6 @@ from tokenmeter import (
     Window,
     check_base_url,
     parse_day,
-    raise_for_status,
-    send,
 )
 
 from .cursor import cursor_state, last_final_day
@@ -124,6 +122,8 @@ class OpenRouterSource(Source):
     # -- HTTP --------------------------------------------------------------------------------
     def _get(self, path: str, key: str, env: str, params: Mapping[str, Any] | None = None) -> Any:
         """GET ``path`` and return the ``data`` member; the host's transport retries 429/5xx."""
+        from tokenmeter import send  # the HTTP layer loads when a fetch needs it, not with the plugin
+
         client = self.ctx.http
         request = client.build_request(
             "GET",
@@ -176,6 +176,8 @@ class OpenRouterSource(Source):
                 f"{self.id}: HTTP 403 from OpenRouter on {path}{said}: check the permissions of {env}",
                 source=self.id,
             )
+        from tokenmeter import raise_for_status
+
         raise_for_status(response, source=self.id)  # 429 (after retries), 5xx, other 4xx
 
     # -- management key ----------------------------------------------------------------------
