@@ -115,11 +115,7 @@ class ChatParser:
         hit = self.recent.get(parent) if parent else None
         if hit is None or hit[0] != sig:
             parent = next((u for u in reversed(self.order) if self.recent[u][0] == sig), None)
-            if parent is None:
-                return False
-        del self.recent[parent]
-        self.order.remove(parent)
-        return True
+        return parent is not None and self._consume(parent)
 
     # -- reading -------------------------------------------------------------------------------
     def block(self, buf: bytes, end: int, base: int) -> list[Row]:
@@ -158,11 +154,11 @@ class ChatParser:
             return []
         if not isinstance(obj, dict):
             return []
-        saved = (dict(self.recent), deque(self.order))
+        saved = (dict(self.recent), deque(self.order), self.pending)
         try:
             row = self._from_obj(obj, base)
         finally:
-            self.recent, self.order = saved
+            self.recent, self.order, self.pending = saved
         return [row] if row is not None else []
 
     # -- internals ---------------------------------------------------------------------------

@@ -26,18 +26,9 @@ def summary_snapshots(doc: Mapping[str, Any], now: datetime, ctx: Any) -> Iterat
         quota = item.get("quota")
         if not isinstance(quota, dict):
             continue  # the model's free tier is not enabled ("Enable to unlock free-tier")
-        total, remaining = as_decimal(quota.get("total")), as_decimal(quota.get("remaining"))
-        yield QuotaSnapshot(
-            provider=PROVIDER,
-            name=f"free-tier/{item['model_id']}",
-            unit=str(quota.get("unit") or "tokens"),
-            observed_at=now,
-            total=total,
-            remaining=remaining,
-            used=_used(total, remaining),
-            resets_at=parse_time(quota.get("resetDate")),
-            details=_clean({"status": quota.get("status"), "used_pct": num(quota.get("used_pct"))}),
-        )
+        yield _snapshot(f"free-tier/{item['model_id']}", str(quota.get("unit") or "tokens"), now,
+                        quota.get("total"), quota.get("remaining"), quota.get("resetDate"),
+                        {"status": quota.get("status"), "used_pct": num(quota.get("used_pct"))})
     plan = doc.get("coding_plan")
     if isinstance(plan, dict) and plan.get("subscribed") is True:
         windows = plan.get("windows") if isinstance(plan.get("windows"), dict) else {}
@@ -45,40 +36,30 @@ def summary_snapshots(doc: Mapping[str, Any], now: datetime, ctx: Any) -> Iterat
             w = windows.get(name)
             if not isinstance(w, dict):
                 continue
-            total, remaining = as_decimal(w.get("total")), as_decimal(w.get("remaining"))
-            yield QuotaSnapshot(
-                provider=PROVIDER,
-                name=f"coding-plan/{name}",
-                unit="requests",
-                observed_at=now,
-                total=total,
-                remaining=remaining,
-                used=_used(total, remaining),
-                resets_at=parse_time(w.get("next_reset_at")),
-                details=_clean({"plan": plan.get("plan"), "used_pct": num(w.get("used_pct"))}),
-            )
+            yield _snapshot(f"coding-plan/{name}", "requests", now, w.get("total"), w.get("remaining"),
+                            w.get("next_reset_at"), {"plan": plan.get("plan"), "used_pct": num(w.get("used_pct"))})
     token = doc.get("token_plan")
     if isinstance(token, dict):
         if token.get("subscribed") is True:
-            total, remaining = as_decimal(token.get("totalCredits")), as_decimal(token.get("remainingCredits"))
-            yield QuotaSnapshot(
-                provider=PROVIDER,
-                name="token-plan/credits",
-                unit="credits",
-                observed_at=now,
-                total=total,
-                remaining=remaining,
-                used=_used(total, remaining),
-                resets_at=parse_time(token.get("resetDate")),
-                details=_clean({"plan": token.get("planName"), "status": token.get("status"),
-                                "used_pct": num(token.get("usedPct")),
-                                "addon_remaining": num(token.get("addonRemaining"))}),
-            )
+            yield _snapshot("token-plan/credits", "credits", now, token.get("totalCredits"),
+                            token.get("remainingCredits"), token.get("resetDate"),
+                            {"plan": token.get("planName"), "status": token.get("status"),
+                             "used_pct": num(token.get("usedPct")),
+                             "addon_remaining": num(token.get("addonRemaining"))})
         elif as_decimal(token.get("addonRemaining")) is not None:
             yield QuotaSnapshot(
                 provider=PROVIDER, name="token-plan/addon-credits", unit="credits", observed_at=now,
                 remaining=as_decimal(token.get("addonRemaining")),
             )
+
+
+def _snapshot(name: str, unit: str, now: datetime, total_v: Any, remaining_v: Any, resets: Any,
+              details: dict[str, Any]) -> QuotaSnapshot:
+    """One snapshot of the summary: used = total - remaining when both are known."""
+    total, remaining = as_decimal(total_v), as_decimal(remaining_v)
+    return QuotaSnapshot(provider=PROVIDER, name=name, unit=unit, observed_at=now, total=total,
+                         remaining=remaining, used=_used(total, remaining), resets_at=parse_time(resets),
+                         details=_clean(details))
 
 
 def _used(total: Decimal | None, remaining: Decimal | None) -> Decimal | None:
