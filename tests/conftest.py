@@ -9,7 +9,8 @@ import pytest
 from tokenmeter import plugin_manager
 
 # the kit is opt-in for every project, this one included (tokenmeter_env below comes from it)
-pytest_plugins = ["tokenmeter.testing"]
+# pg_support: the PostgreSQL fixtures (pg_server, pg_url, pg_database_url) for the team hub tests
+pytest_plugins = ["tokenmeter.testing", "pg_support"]
 
 SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "samples"
 

@@ -251,7 +251,7 @@ def previous_version_db(path, records) -> None:
     scratch = path.with_name(path.stem + "-scratch.db")
     with Store.open(scratch) as s:
         put(s, records)
-    old_cols = ", ".join(f'"{c}"' for c in USAGE_COLUMNS if c != "agent")
+    old_cols = ", ".join(f'"{c}"' for c in USAGE_COLUMNS if c not in ("agent", "machine"))
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("ATTACH DATABASE ? AS scratch", (str(scratch),))
     conn.execute(f"INSERT INTO usage ({old_cols}) SELECT {old_cols} FROM scratch.usage")
@@ -270,7 +270,7 @@ def test_migration_from_the_previous_schema_keeps_rows_and_totals(tmp_path):
         put(ref, records)
         expected = usage_report(ref, ALL, by=["day", "model"]).as_dict()
     migrate = cli_run(["db", "migrate", "--db", str(old)])
-    assert migrate.exit_code == 0 and "Applied 1 migration(s): m004_agent" in migrate.stdout
+    assert migrate.exit_code == 0 and "Applied 2 migration(s): m004_agent, m005_hub" in migrate.stdout
     with Store.open(old) as s:
         assert s.pending_migrations() == []
         assert len(s.usage_rows()) == 4 and {r["agent"] for r in s.usage_rows()} == {None}

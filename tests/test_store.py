@@ -278,6 +278,7 @@ EXPECTED_SCHEMA = {
         "cache_write_tokens", "reasoning_tokens", "total_tokens", "cost_nanos", "currency", "cost_kind",
         "est_cost_nanos", "est_currency", "price_basis", "details", "content_hash", "fetched_at",
         "agent",  # m004: added at the end (ALTER TABLE), queries name their columns
+        "machine",  # m005
     ],
     "quota_snapshots": ["id", "source", "provider", "account", "name", "unit", "used", "remaining", "total",
                         "resets_at", "observed_at", "details"],
@@ -295,6 +296,7 @@ def test_fresh_database_schema(store):
     assert store.pending_migrations() == []
     indexes = {i.name: i for i in store.db["usage"].indexes}
     assert {"idx_usage_id", "idx_usage_start", "idx_usage_ledger"} == set(indexes)
+    assert {"usage_changes", "store_meta", "rollup_dirty", "usage_rollup"} <= set(tables)
     assert {t.name for t in store.db.triggers} == {"usage_rollup_update", "usage_rollup_delete"}
     # the row id is unique (upserts and merges rely on it)
     assert any(i.unique and i.columns == ["id"] for i in indexes.values()) or store.db["usage"].pks == ["id"]

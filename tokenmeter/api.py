@@ -56,6 +56,7 @@ class Tokenmeter:
         model: str | None = None,
         project: str | None = None,
         agent: str | None = None,
+        machine: str | None = None,
         tz: str | None = None,
         cost: str = "auto",
         now: datetime | None = None,
@@ -64,7 +65,7 @@ class Tokenmeter:
         query = service.report_query(
             self.config, now or self._env.now(), preset=period, date_from=date_from, date_to=date_to, days=days,
             by=by or (),  # unlike the CLI, no `by` means the total only
-            filters=Filters(provider, source, model, project, agent), tz=tz, cost=cost,
+            filters=Filters(provider, source, model, project, agent, machine), tz=tz, cost=cost,
         )
         return service.report(self.store, self.config, query)
 

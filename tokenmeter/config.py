@@ -33,13 +33,15 @@ __all__ = [
     "data_dir",
     "db_path",
     "load_config",
+    "host_name",
     "machine_id",
     "request_deadline",
 ]
 
 APP = "tokenmeter"
-TOP_LEVEL = {"tokenmeter", "sources", "budgets", "alerts", "prices"}
-TOKENMETER_KEYS = {"database", "timezone", "refresh_after", "request_deadline"}
+TOP_LEVEL = {"tokenmeter", "hub", "sources", "budgets", "alerts", "prices"}
+HUB_KEYS = {"url"}
+TOKENMETER_KEYS = {"database", "timezone", "refresh_after", "request_deadline", "machine_name"}
 DEFAULT_REQUEST_DEADLINE = 120.0  # seconds one HTTP request (or CLI call, or alert attempt) may take in total
 REQUEST_DEADLINE_ENV = "TOKENMETER_REQUEST_DEADLINE"
 MAX_REQUEST_DEADLINE = 24 * 3600.0
@@ -75,8 +77,11 @@ def config_path(explicit: str | None = None) -> Path:
     return Path(value).expanduser() if value else config_dir() / "config.toml"
 
 
-def db_path(explicit: str | None = None, config: Config | None = None) -> Path:
+def db_path(explicit: str | None = None, config: Config | None = None) -> Path | str:
+    """The database: a SQLite file's path, or a PostgreSQL URL (``postgresql://…``) as given."""
     value = explicit or os.environ.get("TOKENMETER_DB") or (config.database if config else None)
+    if value and value.strip().lower().startswith(("postgresql://", "postgres://")):
+        return value.strip()
     return Path(value).expanduser() if value else data_dir() / "tokenmeter.db"
 
 
@@ -92,6 +97,13 @@ def fixed_now() -> Any:
     except ValueError:
         raise ConfigError(f"TOKENMETER_NOW: expected an ISO-8601 time, got {value!r}") from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def host_name() -> str:
+    """The host name (the default ``machine_name``), short form."""
+    import socket
+
+    return socket.gethostname().split(".")[0] or "localhost"
 
 
 def machine_id() -> str:
@@ -141,6 +153,8 @@ class Config:
     timezone_name: str | None = None
     refresh_after: int | None = None  # seconds; ledger data older than this is refreshed before reports
     request_deadline: float | None = None  # seconds; see request_deadline()
+    machine_name_value: str | None = None  # [tokenmeter] machine_name
+    hub_url: str | None = None  # [hub] url: where `db push` sends rows
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)
     budgets: dict[str, Any] = field(default_factory=dict)
     alerts: list[Any] = field(default_factory=list)
@@ -152,6 +166,11 @@ class Config:
         if self.timezone_name:
             return parse_timezone(self.timezone_name, "tokenmeter.timezone")
         return system_timezone()
+
+    @property
+    def machine_name(self) -> str:
+        """This machine's readable name on a team hub: ``[tokenmeter] machine_name``, else the host name."""
+        return self.machine_name_value or host_name()
 
     def source_table(self, source_id: str) -> dict[str, Any]:
         return dict(self.sources.get(source_id, {}))
@@ -227,6 +246,8 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
             raise ConfigError(f"tokenmeter.{key}: unknown key; known: {', '.join(sorted(TOKENMETER_KEYS))}")
         if key == "database":
             cfg.database = _string(value, "tokenmeter.database")
+            if re.match(r"(?i)postgres(?:ql)?://[^/@]*:[^/@]+@", cfg.database) or "password=" in cfg.database.lower():
+                cfg.warnings.append("tokenmeter.database holds a password; prefer ~/.pgpass or PGPASSWORD")
         elif key == "timezone":
             cfg.timezone_name = _string(value, "tokenmeter.timezone")
             parse_timezone(cfg.timezone_name, "tokenmeter.timezone")
@@ -234,6 +255,20 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
             cfg.refresh_after = _duration(value, "tokenmeter.refresh_after")
         elif key == "request_deadline":
             cfg.request_deadline = parse_deadline(value, "tokenmeter.request_deadline")
+        elif key == "machine_name":
+            name = cfg.machine_name_value = _string(value, "tokenmeter.machine_name").strip()
+            if not name or len(name) > 200 or not name.isprintable():
+                raise ConfigError("tokenmeter.machine_name: expected a short printable name, such as 'alice-laptop'")
+    hub = data.get("hub", {})
+    _table(hub, "hub")
+    for key, value in hub.items():
+        if key not in HUB_KEYS:
+            raise ConfigError(f"hub.{key}: unknown key; known: {', '.join(sorted(HUB_KEYS))}")
+        cfg.hub_url = _string(value, "hub.url")
+        if not cfg.hub_url.lower().startswith(("postgresql://", "postgres://")):
+            raise ConfigError("hub.url: expected a PostgreSQL URL such as 'postgresql://tokenmeter@hub:5432/tokenmeter'")
+        if re.match(r"(?i)postgres(?:ql)?://[^/@]*:[^/@]+@", cfg.hub_url) or "password=" in cfg.hub_url.lower():
+            cfg.warnings.append("hub.url holds a password; prefer ~/.pgpass or PGPASSWORD")
     sources = data.get("sources", {})
     _table(sources, "sources")
     for sid, table in sources.items():

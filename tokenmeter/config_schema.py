@@ -24,7 +24,9 @@ _STRINGS = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "s
 
 # [tokenmeter]: config.TOKENMETER_KEYS, each described here (a new key without an entry fails)
 _TOKENMETER = {
-    "database": {"type": "string", "description": "database file; --db / TOKENMETER_DB win"},
+    "database": {"type": "string",
+                 "description": "database file or PostgreSQL URL (a team hub); --db / TOKENMETER_DB win"},
+    "machine_name": {"type": "string", "description": "this machine's name on a team hub (default: the host name)"},
     "timezone": {"type": "string", "description": "IANA zone for report days; default: the system's"},
     "refresh_after": {"type": ["integer", "string"], "pattern": r"^\s*\d+\s*[smhd]?\s*$",
                       "description": "re-fetch ledger sources older than this before a report (3600, '6h')"},
@@ -146,6 +148,9 @@ def config_schema() -> dict[str, Any]:
         "budgets": {"type": "object", "additionalProperties": _closed(_keys(BUDGET_KEYS, _BUDGET),
                                                                       required=["limit"])},
         "alerts": {"type": "array", "items": _closed(_keys(alert_keys, _ALERT), required=["type"])},
+        "hub": _closed({"url": {"type": "string", "pattern": "^[Pp][Oo][Ss][Tt][Gg][Rr][Ee][Ss]",
+                                "description": "PostgreSQL URL `db push` sends rows to (no password: use "
+                                               "~/.pgpass or PGPASSWORD)"}}),
         "prices": {"type": "object", "description": "per model: one price, or several ([[prices.\"<model>\"]])",
                    "additionalProperties": {"anyOf": [entry, {"type": "array", "items": entry}]}},
     }

@@ -15,6 +15,7 @@ aside ("skipped: another fetch of this source is running", not an error) instead
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import sqlite3
@@ -30,7 +31,7 @@ from .config import Config, build_settings, env_var_name, machine_id, request_de
 from .errors import ConfigError, InvalidRecord, ProviderError, SourceDataError, StoreError, TokenmeterError
 from .records import Cursor, QuotaSnapshot, UsageRecord
 from .sources import Source, SourceContext, Window
-from .store import Store, UsageStore, is_busy, is_full, is_read_only, iso, to_nanos
+from .store import Store, UsageStore, is_busy, is_full, is_read_only, is_url, iso, to_nanos
 
 try:
     import fcntl
@@ -157,6 +158,16 @@ def _lock_path(store: Store, sid: str) -> str | None:
     """The lock file of ``sid`` next to the database (None for an in-memory or URI database)."""
     if store.path == ":memory:" or store.path.startswith("file:"):
         return None
+    if is_url(store.path):  # a hub: the lock is this machine's, kept in its data folder
+        from .config import data_dir, private_dir
+
+        folder = data_dir() / "locks"
+        try:
+            private_dir(folder)
+        except OSError:
+            return None
+        name = hashlib.sha256(store.path.encode()).hexdigest()[:16]
+        return str(folder / f"{name}.{re.sub(r'[^A-Za-z0-9._-]', '_', sid)}.lock")
     db = os.path.abspath(os.path.expanduser(store.path))
     return f"{db}.{re.sub(r'[^A-Za-z0-9._-]', '_', sid)}.lock"
 
@@ -237,7 +248,7 @@ def _run_one(
     started = time.monotonic()
     started_at = iso(datetime.now(UTC))
     window = window or Window(start=None, end=ctx.now())
-    session = store.session(sid, source_cls.kind)
+    session = store.session(sid, source_cls.kind, ctx.machine_name)
     try:
         settings = build_settings(source_cls.Settings, table, f"sources.{sid}")
         source = source_cls(settings, ctx)
@@ -391,6 +402,7 @@ def make_context(config: Config, source_id: str, now: datetime | None = None) ->
         now=now or fixed_now(),
         timezone=config.timezone,
         machine_id=machine_id(),
+        machine_name=config.machine_name,
         data_dir=data_dir() / "sources" / source_id,
         request_deadline=request_deadline(config),
     )

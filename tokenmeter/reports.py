@@ -25,7 +25,7 @@ from .store.base import COST_MODES, Filters, UsageStore
 __all__ = ["DIMENSIONS", "ORDERS", "SCHEMA_VERSION", "Filters", "Report", "reconcile_report", "usage_report"]
 
 TIME_DIMS = ("day", "week", "month", "quarter")
-COLUMN_DIMS = ("model", "provider", "source", "account", "project", "agent", "session")
+COLUMN_DIMS = ("model", "provider", "source", "account", "project", "agent", "machine", "session")
 ORDERS = ("asc", "desc")
 DIMENSIONS = TIME_DIMS + COLUMN_DIMS
 METRICS = (

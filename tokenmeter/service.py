@@ -24,7 +24,7 @@ from .config import Config, db_path, fixed_now, load_config, parse_timezone
 from .errors import ConfigError, SourceDataError, StoreError, UsageError
 from .periods import Period, resolve_period
 from .reports import ORDERS, Filters, Report, parse_group_by, reconcile_report, usage_report
-from .store import Store, UsageStore
+from .store import Store, UsageStore, open_store
 
 if TYPE_CHECKING:
     from .budgets import BudgetStatus
@@ -91,7 +91,7 @@ class Environment:
         return str(db_path(self.db, self.config))
 
     def open_store(self) -> Store:
-        return Store.open(self.db_path)
+        return open_store(self.db_path)
 
     def now(self) -> datetime:
         return self.clock()

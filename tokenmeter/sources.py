@@ -73,6 +73,7 @@ class SourceContext:
         now: datetime | None = None,
         timezone: tzinfo | None = None,
         machine_id: str = "local",
+        machine_name: str | None = None,
         data_dir: Path | None = None,
         http_factory: Any = None,
         env: Mapping[str, str] | None = None,
@@ -84,6 +85,7 @@ class SourceContext:
         self._now = now
         self.timezone = timezone
         self.machine_id = machine_id
+        self.machine_name = machine_name  # the readable name stored with each row (team hubs)
         self.data_dir = data_dir
         self._http_factory = http_factory
         self._http: httpx.Client | None = None

@@ -11,7 +11,7 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
 fi
 
 python -m pip install --quiet --upgrade pip
-python -m pip install --quiet -e '.[test]'
+python -m pip install --quiet -e '.[test,postgres]'
 
 # The dashboard browser test needs Debian's chromium; install it when we can (root + apt).
 if ! command -v chromium >/dev/null 2>&1; then
@@ -36,5 +36,24 @@ fi
 
 # The real Qwen Code clients for tests/test_qwen_code_conformance.py (npm; warns and goes on offline).
 bash tools/install_qwen_code.sh
+
+# The PostgreSQL (team hub) tests need a real server: the one at $TOKENMETER_TEST_PG (default
+# postgresql://postgres@127.0.0.1:5432/test) when it answers, else a throwaway one started here and
+# stopped when this script ends (--stop-with covers a kill -9 of this script, which skips the trap).
+pg_dir_file="$(mktemp)"
+# shellcheck disable=SC2317  # called by the trap
+stop_pg() {
+  [ -s "$pg_dir_file" ] && bash tools/pg_test_server.sh --stop "$(cat "$pg_dir_file")"
+  rm -f "$pg_dir_file"
+}
+trap stop_pg EXIT
+trap 'exit 130' INT  # a signal still runs the EXIT trap
+trap 'exit 143' TERM
+if pg_url="$(bash tools/pg_test_server.sh --dir-file "$pg_dir_file" --stop-with $$)"; then
+  export TOKENMETER_TEST_PG="$pg_url"
+else
+  echo "tools/test.sh: no PostgreSQL for the hub tests; they will be skipped (fail under CI=true)" >&2
+fi
+
 ruff check .
 python -m pytest -q "$@"

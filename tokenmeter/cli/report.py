@@ -41,9 +41,11 @@ def report_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--project", metavar="DIR", help="Only projects containing DIR."),
         click.option("--agent", metavar="NAME",
                      help="Only agents containing NAME (e.g. main, general-purpose, Explore)."),
+        click.option("--machine", metavar="NAME",
+                     help="Only machines whose name contains NAME (a team hub's [tokenmeter] machine_name)."),
         click.option("--by", "group_by", metavar="DIMS",
                      help="Group by any of day,week,month,quarter,model,provider,source,account,project,agent,"
-                          "session (default: model for one day, else day; 'none' for the total only)."),
+                          "machine,session (default: model for one day, else day; 'none' for the total only)."),
         click.option("-b", "--breakdown", is_flag=True, help="Split each group per model (adds model to --by)."),
         click.option("--order", type=click.Choice(["asc", "desc"]), default="asc", show_default=True,
                      help="Row order of the first grouping (desc: newest day first)."),
@@ -93,6 +95,7 @@ def run_report(
     model: str | None,
     project: str | None,
     agent: str | None,
+    machine: str | None,
     group_by: str | None,
     breakdown: bool,
     order: str,
@@ -106,7 +109,7 @@ def run_report(
     env = get_env()
     query = service.report_query(
         env.config, env.now(), preset=period_name or preset, date_from=date_from, date_to=date_to, days=days,
-        by=group_by, filters=Filters(provider, source, model, project, agent), tz=tz, cost=cost_mode,
+        by=group_by, filters=Filters(provider, source, model, project, agent, machine), tz=tz, cost=cost_mode,
         breakdown=breakdown, order=order,
     )
     with env.open_store() as store:

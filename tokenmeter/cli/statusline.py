@@ -36,6 +36,7 @@ from typing import Any
 import click
 
 from ..output import safe_text
+from ..store.url import is_url
 from .common import common_options, get_env
 
 MAX_PAYLOAD = 1 << 20  # the client sends ~1 KB; anything near this is not its payload
@@ -229,6 +230,17 @@ def _save(path: Path, cache: dict[str, Any]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _cache_path(db: str) -> Path:
+    """The cache file: next to a SQLite database; for a hub, in this machine's data folder."""
+    if is_url(db):
+        import hashlib
+
+        from ..config import data_dir
+
+        return data_dir() / f"hub-{hashlib.sha256(db.encode()).hexdigest()[:16]}.statusline.json"
+    return Path(db + ".statusline.json")
+
+
 def status(payload: dict[str, Any], *, ttl: float, offline: bool) -> str:
     """The line for ``payload``: from the cache when it is younger than ``ttl`` seconds, else
     recomputed (by one process at a time: the others show what is cached)."""
@@ -236,7 +248,7 @@ def status(payload: dict[str, Any], *, ttl: float, offline: bool) -> str:
 
     session = _text(payload.get("session_id"), 128)
     env = get_env()
-    path = Path(env.db_path + ".statusline.json")
+    path = _cache_path(env.db_path)
     cache = _load(path)
     now = time.time()
     sessions = cache["sessions"]

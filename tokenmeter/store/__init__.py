@@ -20,6 +20,7 @@ from .base import Filters, RunCounts, StoredUsage, UsageStore, UsageTotal, Usage
 from .common import (
     BUSY_TIMEOUT,
     NANO,
+    NEXT_SEQ,
     ROLLUP,
     dicts,
     from_nanos,
@@ -36,6 +37,7 @@ from .quota import QuotaQueries
 from .rollup import RollupQueries
 from .session import BATCH, USAGE_COLUMNS, WriteSession
 from .state import StateQueries
+from .url import is_url, redact_url
 from .usage import UsageQueries
 
 __all__ = [
@@ -56,8 +58,11 @@ __all__ = [
     "is_busy",
     "is_full",
     "is_read_only",
+    "is_url",
     "iso",
     "now_iso",
+    "open_store",
+    "redact_url",
     "row_id",
     "to_nanos",
     "write_error",
@@ -65,7 +70,7 @@ __all__ = [
 
 # how many migrations tokenmeter has; when all are applied, opening skips importing sqlite-utils
 # (tests/test_store.py checks this matches store/migrations.py)
-SCHEMA_MIGRATIONS = 4
+SCHEMA_MIGRATIONS = 5
 
 
 def _create_private(file: Path) -> None:
@@ -205,9 +210,18 @@ class Store(UsageQueries, RollupQueries, QuotaQueries, StateQueries):
     def _dicts(self, sql: str, params: Iterable[Any] = ()) -> Iterator[dict[str, Any]]:
         return dicts(self.conn, sql, params)
 
-    def session(self, source: str, kind: str) -> WriteSession:
-        """The writer of one source run (records arrive priced: see ``WriteSession.add``)."""
-        return WriteSession(self, source, kind)
+    def session(self, source: str, kind: str, machine: str | None = None) -> WriteSession:
+        """The writer of one source run (records arrive priced: see ``WriteSession.add``); its rows
+        name ``machine``."""
+        return WriteSession(self, source, kind, machine)
+
+    def _mark_inserted(self, buckets: Iterable[int]) -> None:
+        """Mark the buckets of inserted rows for the rollup and for `db push` (updates and deletes
+        mark theirs by trigger)."""
+        marks = [(b,) for b in sorted(buckets)]
+        self.conn.executemany("INSERT OR IGNORE INTO rollup_dirty VALUES (?)", marks)
+        self.conn.executemany(f"INSERT INTO usage_changes (bucket, seq) VALUES (?, {NEXT_SEQ}) "
+                              "ON CONFLICT(bucket) DO UPDATE SET seq = excluded.seq", marks)
 
     # -- merge -----------------------------------------------------------------------------
     def merge(self, other: str | Path, *, timeout: float | None = None) -> dict[str, int]:
@@ -222,3 +236,13 @@ class Store(UsageQueries, RollupQueries, QuotaQueries, StateQueries):
         from .merge import MERGE_TIMEOUT, merge_database
 
         return merge_database(self, other, timeout=MERGE_TIMEOUT if timeout is None else timeout)
+
+
+def open_store(location: str | Path, *, migrate: bool = True) -> Any:
+    """The store at ``location``: a libpq URL (``postgresql://…``) opens a hub (``PgStore``),
+    anything else a SQLite file (``Store``). Both are a ``UsageStore``."""
+    if isinstance(location, str) and is_url(location):
+        from .pg import PgStore
+
+        return PgStore.open(location, migrate=migrate)
+    return Store.open(location, migrate=migrate)

@@ -35,6 +35,7 @@ class Filters:
     model: str | None = None
     project: str | None = None
     agent: str | None = None
+    machine: str | None = None
 
 
 class Estimate(Protocol):
@@ -168,7 +169,8 @@ class UsageStore(Protocol):
     def mark_alert_sent(self, budget: str, level: str, period: str) -> None: ...
 
     # -- writing usage (store/session.py, store/usage.py)
-    def session(self, source: str, kind: str) -> UsageWriter: ...
+    def session(self, source: str, kind: str, machine: str | None = None) -> UsageWriter:
+        """The writer of one source run; its rows name ``machine`` (``[tokenmeter] machine_name``)."""
     def stored_usage(self) -> list[StoredUsage]:
         """Every stored row that names a model, for re-estimating it."""
 
@@ -206,7 +208,7 @@ class UsageStore(Protocol):
     ) -> list[UsageTotal]:
         """Usage in ``[lo, hi)`` summed per local day (when ``tz``), ``columns``, currency, cost kind.
 
-        ``columns`` are any of model, provider, source, account, project, agent (read from the
+        ``columns`` are any of model, provider, source, account, project, agent, machine (read from the
         rollup) and session (read from the usage rows themselves, which the rollup does not split).
 
         ``cost`` (``COST_MODES``) picks each row's figure: auto = own cost, else the estimate.

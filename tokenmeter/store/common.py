@@ -16,6 +16,8 @@ from ..errors import StoreError
 NANO = Decimal(10) ** 9
 BUSY_TIMEOUT = 30.0  # seconds a write waits for another writer before "database is busy"
 ROLLUP = 900  # seconds per report rollup bucket
+# a bucket's change number for `db push`: one above the highest so far (an index keeps MAX cheap)
+NEXT_SEQ = "(SELECT COALESCE(MAX(seq), 0) + 1 FROM usage_changes)"
 
 
 def to_nanos(value: Decimal | None) -> int | None:
@@ -63,22 +65,30 @@ def _code(exc: BaseException) -> int:
     return (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # the primary code of an extended one
 
 
+def _sqlstate(exc: BaseException) -> str:
+    return getattr(exc, "sqlstate", None) or ""  # PostgreSQL's error code (pg_conn.PgError)
+
+
 def is_busy(exc: BaseException) -> bool:
     """Another connection holds the lock ("database is locked"): worth retrying later."""
     return isinstance(exc, sqlite3.OperationalError) and (
-        _code(exc) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "is locked" in str(exc))
+        _code(exc) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "is locked" in str(exc)
+        # lock_not_available, deadlock_detected, serialization_failure
+        or _sqlstate(exc) in ("55P03", "40P01", "40001"))
 
 
 def is_full(exc: BaseException) -> bool:
     """The disk (or the file's size limit) is full."""
     return isinstance(exc, sqlite3.DatabaseError) and (
-        _code(exc) == sqlite3.SQLITE_FULL or "database or disk is full" in str(exc))
+        _code(exc) == sqlite3.SQLITE_FULL or "database or disk is full" in str(exc)
+        or _sqlstate(exc) in ("53100", "54000"))  # disk_full, program_limit_exceeded
 
 
 def is_read_only(exc: BaseException) -> bool:
-    """The database file or its folder cannot be written."""
+    """The database file or its folder cannot be written (on a server: no right to write)."""
     return isinstance(exc, sqlite3.DatabaseError) and (
-        _code(exc) == sqlite3.SQLITE_READONLY or "readonly database" in str(exc))
+        _code(exc) == sqlite3.SQLITE_READONLY or "readonly database" in str(exc)
+        or _sqlstate(exc) in ("25006", "42501"))  # read_only_sql_transaction, insufficient_privilege
 
 
 def write_error(exc: BaseException, path: str = "") -> StoreError | None:

@@ -26,6 +26,7 @@ from ..records import COUNT_FIELDS, QuotaSnapshot, UsageRecord
 
 # the names themselves, not the package face: store/__init__.py imports this module lazily
 from .common import ROLLUP, _tx, iso, row_id
+from .quota import SNAPSHOT_COLUMNS as _SNAPSHOT_COLUMNS
 from .session import USAGE_COLUMNS
 
 if TYPE_CHECKING:
@@ -42,9 +43,7 @@ BATCH = 2000
 _FIRST_YEAR, _LAST_YEAR = 1970, 9998
 
 # the columns each table had from the first migration, and the ones later migrations added
-_USAGE_ADDED = {"agent": "m004_agent"}
-_SNAPSHOT_COLUMNS = ("id", "source", "provider", "account", "name", "unit", "used", "remaining", "total",
-                     "resets_at", "observed_at", "details")
+_USAGE_ADDED = {"agent": "m004_agent", "machine": "m005_hub"}
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _CREATE_TABLE = re.compile(r"\s*CREATE\s+TABLE\s", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -93,7 +92,7 @@ def merge_database(store: Store, other: str | Path, *, timeout: float = MERGE_TI
         usage_cols, snapshot_cols = _check_schema(ro, name, deadline, timeout)
         before = store.conn.total_changes
         with _tx(store):
-            usage, bad_usage = _merge_usage(store.conn, ro, usage_cols, name, deadline, timeout)
+            usage, bad_usage = _merge_usage(store, ro, usage_cols, name, deadline, timeout)
             snaps, bad_snaps = _merge_snapshots(store.conn, ro, snapshot_cols, name, deadline, timeout)
     finally:
         ro.close()
@@ -214,7 +213,7 @@ def _rows(ro: sqlite3.Connection, table: str, cols: Sequence[str], name: str, de
 # -- usage -----------------------------------------------------------------------------------------
 
 
-def _merge_usage(conn: sqlite3.Connection, ro: sqlite3.Connection, cols: list[str], name: str,
+def _merge_usage(store: Store, ro: sqlite3.Connection, cols: list[str], name: str,
                  deadline: float, timeout: float) -> tuple[int, int]:
     # a row from the other file replaces ours only when its content differs and it was fetched later
     upsert = (
@@ -223,9 +222,7 @@ def _merge_usage(conn: sqlite3.Connection, ro: sqlite3.Connection, cols: list[st
         + ", ".join(f'"{c}" = excluded."{c}"' for c in USAGE_COLUMNS if c != "id")
         + " WHERE excluded.content_hash IS NOT usage.content_hash AND excluded.fetched_at > usage.fetched_at"
     )
-    # buckets of rows new to us need their rollup recomputed (updates are marked by trigger); rows
-    # we already hold mark nothing, so merging the same file again changes nothing
-    mark = "INSERT OR IGNORE INTO rollup_dirty (bucket) SELECT ? WHERE NOT EXISTS (SELECT 1 FROM usage WHERE id = ?)"
+    conn = store.conn
     ts_at = USAGE_COLUMNS.index("start_ts")
     latest = datetime.now(UTC) + timedelta(days=1)  # a fetch "in the future" would win every merge
     changed = bad = 0
@@ -237,7 +234,9 @@ def _merge_usage(conn: sqlite3.Connection, ro: sqlite3.Connection, cols: list[st
                 bad += 1
             else:
                 good.append(row)
-        conn.executemany(mark, [(r[ts_at] - r[ts_at] % ROLLUP, r[0]) for r in good])
+        # buckets of rows new to us need their rollup recomputed (updates are marked by trigger); rows
+        # we already hold mark nothing, so merging the same file again changes nothing
+        store._mark_inserted(store._missing_buckets([(r[0], r[ts_at] - r[ts_at] % ROLLUP) for r in good]))
         changed += conn.executemany(upsert, good).rowcount
     return changed, bad
 

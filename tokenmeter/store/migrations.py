@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlite_utils import Database, Migrations
 
+from .common import NEXT_SEQ
+
 migrations = Migrations("tokenmeter")
 
 
@@ -162,3 +164,34 @@ def m004_agent(db: Database) -> None:
     # exactly what a rebuild of their rollup buckets would give, so the rollup stays correct as is.
     db.execute("ALTER TABLE usage ADD COLUMN agent TEXT")
     db.execute("ALTER TABLE usage_rollup ADD COLUMN agent TEXT")
+
+
+@migrations()
+def m005_hub(db: Database) -> None:
+    # the readable name of the machine that fetched a row ([tokenmeter] machine_name), for a team
+    # hub's per-machine reports; NULL on rows stored before (a push names them after the pusher)
+    db.execute("ALTER TABLE usage ADD COLUMN machine TEXT")
+    db.execute("ALTER TABLE usage_rollup ADD COLUMN machine TEXT")
+    # `db push` sends the rows of buckets whose change number passed the hub's watermark. Buckets,
+    # not rows: a change number per row would cost every insert of a big ingest an index update.
+    db.execute("CREATE TABLE usage_changes (bucket INTEGER PRIMARY KEY, seq INTEGER NOT NULL)")
+    db.execute("CREATE INDEX idx_usage_changes_seq ON usage_changes (seq)")
+    db.execute(
+        "INSERT INTO usage_changes (bucket, seq) SELECT bucket, ROW_NUMBER() OVER (ORDER BY bucket) FROM "
+        "(SELECT DISTINCT start_ts - start_ts % 900 AS bucket FROM usage)"
+    )
+    mark = (
+        "INSERT INTO rollup_dirty SELECT {0}.start_ts - {0}.start_ts % 900 WHERE NOT EXISTS "
+        "(SELECT 1 FROM rollup_dirty WHERE bucket = {0}.start_ts - {0}.start_ts % 900); "
+        "INSERT INTO usage_changes (bucket, seq) VALUES ({0}.start_ts - {0}.start_ts % 900, " + NEXT_SEQ + ") "
+        "ON CONFLICT(bucket) DO UPDATE SET seq = excluded.seq;"
+    )
+    db.execute("DROP TRIGGER usage_rollup_update")
+    db.execute("DROP TRIGGER usage_rollup_delete")
+    db.execute(
+        f"CREATE TRIGGER usage_rollup_update AFTER UPDATE ON usage BEGIN {mark.format('OLD')} {mark.format('NEW')} END"
+    )
+    db.execute(f"CREATE TRIGGER usage_rollup_delete AFTER DELETE ON usage BEGIN {mark.format('OLD')} END")
+    # this database's identity on a hub (where its push watermark is kept)
+    db.execute("CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT)")
+    db.execute("INSERT INTO store_meta VALUES ('store_id', lower(hex(randomblob(16))))")

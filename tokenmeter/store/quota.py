@@ -11,10 +11,12 @@ from typing import Any
 from ..records import QuotaSnapshot
 from .common import dec, dicts, iso
 
+SNAPSHOT_COLUMNS = ("id", "source", "provider", "account", "name", "unit", "used", "remaining", "total",
+                    "resets_at", "observed_at", "details")
 _LATEST_SQL = (
-    "SELECT q.* FROM quota_snapshots q JOIN (SELECT provider, IFNULL(account, '') a, name, "
-    "MAX(observed_at) m FROM quota_snapshots GROUP BY provider, IFNULL(account, ''), name) l "
-    "ON q.provider = l.provider AND IFNULL(q.account, '') = l.a AND q.name = l.name "
+    "SELECT q.* FROM quota_snapshots q JOIN (SELECT provider, COALESCE(account, '') a, name, "
+    "MAX(observed_at) m FROM quota_snapshots GROUP BY provider, COALESCE(account, ''), name) l "
+    "ON q.provider = l.provider AND COALESCE(q.account, '') = l.a AND q.name = l.name "
     "AND q.observed_at = l.m ORDER BY q.provider, q.name"
 )
 
@@ -24,8 +26,10 @@ def insert_snapshot(conn: sqlite3.Connection, source: str, s: QuotaSnapshot) -> 
     observed = iso(s.observed_at)
     sid = hashlib.sha256(f"{s.provider}\x1f{s.account or ''}\x1f{s.name}\x1f{observed}".encode()).hexdigest()[:32]
     conn.execute(
-        "INSERT OR REPLACE INTO quota_snapshots (id, source, provider, account, name, unit, used, "
-        "remaining, total, resets_at, observed_at, details) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        "INSERT INTO quota_snapshots (id, source, provider, account, name, unit, used, remaining, total, "
+        "resets_at, observed_at, details) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in ("source", "provider", "account", "name", "unit", "used",
+                                                    "remaining", "total", "resets_at", "observed_at", "details")),
         (sid, source, s.provider, s.account, s.name, s.unit, dec(s.used), dec(s.remaining),
          dec(s.total), iso(s.resets_at), observed, json.dumps(dict(s.details), sort_keys=True, default=str)),
     )

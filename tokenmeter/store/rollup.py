@@ -18,24 +18,24 @@ from .common import ROLLUP, _tx
 __all__ = ["RollupQueries"]
 
 _ROLLUP_SQL = """
-INSERT INTO usage_rollup (bucket, source, kind, account, provider, model, project, agent, has_cost, currency,
-       cost_kind, est_currency, records, calls, requests, input_tokens, output_tokens, cache_read_tokens,
+INSERT INTO usage_rollup (bucket, source, kind, account, provider, model, project, agent, machine, has_cost,
+       currency, cost_kind, est_currency, records, calls, requests, input_tokens, output_tokens, cache_read_tokens,
        cache_write_tokens, reasoning_tokens, total_tokens, cost_nanos, est_cost_nanos)
-SELECT start_ts - start_ts % 900, source, kind, account, provider, model, project, agent,
+SELECT start_ts - start_ts % 900, source, kind, account, provider, model, project, agent, machine,
        cost_nanos IS NOT NULL, currency, cost_kind, est_currency,
        COUNT(*), SUM(COALESCE(requests, 1)), SUM(requests), SUM(input_tokens), SUM(output_tokens),
        SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(reasoning_tokens),
        SUM(COALESCE(total_tokens, input_tokens + output_tokens)), SUM(cost_nanos), SUM(est_cost_nanos)
 FROM usage WHERE start_ts >= ? AND start_ts < ?
-GROUP BY 1, source, kind, account, provider, model, project, agent, 9, currency, cost_kind, est_currency
+GROUP BY 1, source, kind, account, provider, model, project, agent, machine, 10, currency, cost_kind, est_currency
 """
 
 METRICS = (
     "requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
     "reasoning_tokens", "total_tokens",
 )
-FILTER_COLUMNS = ("provider", "source", "model", "project", "agent")
-ROLLUP_COLUMNS = ("model", "provider", "source", "account", "project", "agent")
+FILTER_COLUMNS = ("provider", "source", "model", "project", "agent", "machine")
+ROLLUP_COLUMNS = ("model", "provider", "source", "account", "project", "agent", "machine")
 # session is grouped from ``usage`` itself, not the rollup: it has no bound on its values (a scripted
 # headless run is a session per call), so a rollup column would split buckets up to one row per
 # record and slow every other report; a session report costs a scan of its period's rows instead
@@ -45,7 +45,7 @@ GROUP_COLUMNS = ROLLUP_COLUMNS + ROW_COLUMNS
 # ``usage`` rows in the rollup's shape (one row each), for groupings the rollup does not carry; the
 # inner range on start_ts uses idx_usage_start, the outer bucket range keeps the rollup's semantics
 _ROWS_AS_ROLLUP = """(SELECT start_ts - start_ts % 900 AS bucket, source, kind, account, provider, model,
-       project, agent, session, cost_nanos IS NOT NULL AS has_cost, currency, cost_kind, est_currency,
+       project, agent, machine, session, cost_nanos IS NOT NULL AS has_cost, currency, cost_kind, est_currency,
        1 AS records, COALESCE(requests, 1) AS calls, requests, input_tokens, output_tokens,
        cache_read_tokens, cache_write_tokens, reasoning_tokens,
        COALESCE(total_tokens, input_tokens + output_tokens) AS total_tokens, cost_nanos, est_cost_nanos

@@ -31,7 +31,7 @@ NanoEstimate = tuple[int, str, str]  # (cost in 10⁻⁹ of the currency, curren
 BATCH = 5000
 
 USAGE_COLUMNS = (
-    "id", "source", "kind", "account", "key", "provider", "model", "project", "session", "agent",
+    "id", "source", "kind", "account", "key", "provider", "model", "project", "session", "agent", "machine",
     "start", "end", "start_ts", "end_ts", "requests", "errors", "input_tokens", "output_tokens",
     "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "total_tokens",
     "cost_nanos", "currency", "cost_kind", "est_cost_nanos", "est_currency", "price_basis",
@@ -63,11 +63,13 @@ def _literal(value: str | None) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _bulk_sql(source: str, kind: str, account: str | None, provider: str, fetched_at: str) -> str:
+def _bulk_sql(source: str, kind: str, account: str | None, provider: str, fetched_at: str,
+              machine: str | None) -> str:
     """The upsert of ``_BULK_COLUMNS`` rows: the batch's shared values are literals, end = start, no cost."""
     params = {c: f"?{i}" for i, c in enumerate(_BULK_COLUMNS, 1)}
     params.update(source=_literal(source), kind=_literal(kind), account=_literal(account),
-                  provider=_literal(provider), fetched_at=_literal(fetched_at), end=params["start"],
+                  provider=_literal(provider), fetched_at=_literal(fetched_at), machine=_literal(machine),
+                  end=params["start"],
                   end_ts=params["start_ts"], errors="NULL", cost_nanos="NULL", currency="NULL", cost_kind="NULL")
     return _UPSERT_SQL.replace(", ".join("?" for _ in USAGE_COLUMNS), ", ".join(params[c] for c in USAGE_COLUMNS))
 
@@ -75,11 +77,12 @@ def _bulk_sql(source: str, kind: str, account: str | None, provider: str, fetche
 class WriteSession:
     """Upserts one source run's records; commits with each cursor checkpoint."""
 
-    def __init__(self, store: Store, source: str, kind: str) -> None:
+    def __init__(self, store: Store, source: str, kind: str, machine: str | None = None) -> None:
         self.store = store
         self.conn = store.conn
         self.source = source
         self.kind = kind
+        self.machine = machine
         self.counts = RunCounts()
         self.committed = RunCounts()  # what the last checkpoint made durable
         self.uncommitted = 0  # records and snapshots added since then (lost if the run fails)
@@ -124,7 +127,7 @@ class WriteSession:
             self.flush()
         if not self._bulk:
             self._bulk_key = (account, provider)
-            self._bulk_sql = _bulk_sql(source, kind, account, provider, self._fetched_at)
+            self._bulk_sql = _bulk_sql(source, kind, account, provider, self._fetched_at, self.machine)
         id_prefix = f"{source}\x1f{account or ''}\x1f"
         bulk, full = self._bulk, self._pending
         blake2b, dumps = hashlib.blake2b, json.dumps
@@ -173,7 +176,7 @@ class WriteSession:
         content_hash = hashlib.blake2b(repr(content).encode(), digest_size=12).hexdigest()
         return (
             row_id(self.source, r.account, r.key), self.source, self.kind, r.account, r.key,
-            r.provider, r.model, r.project, r.session, r.agent, start_iso, end_iso,
+            r.provider, r.model, r.project, r.session, r.agent, self.machine, start_iso, end_iso,
             int(start.timestamp()), int(end.timestamp()), r.requests, r.errors, r.input_tokens,
             r.output_tokens, r.cache_read_tokens, r.cache_write_tokens, r.reasoning_tokens,
             r.total_tokens, cost, r.currency, r.cost_kind,
@@ -202,7 +205,7 @@ class WriteSession:
             # mixes new and unchanged rows, marking all its buckets costs a little rebuild work
             buckets = {r[_START_TS] - r[_START_TS] % ROLLUP for r in rows}
             buckets.update(r[_BULK_START_TS] - r[_BULK_START_TS] % ROLLUP for r in bulk)
-            self.conn.executemany("INSERT OR IGNORE INTO rollup_dirty VALUES (?)", [(b,) for b in buckets])
+            self.store._mark_inserted(buckets)
         self._max_rowid = top
         self.counts.new += new
         self.counts.updated += changed - new

@@ -53,6 +53,7 @@ class StateQueries:
 
     def mark_alert_sent(self, budget: str, level: str, period: str) -> None:
         self.conn.execute(
-            "INSERT OR REPLACE INTO alert_state (budget, level, period, sent_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO alert_state (budget, level, period, sent_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(budget, level, period) DO UPDATE SET sent_at = excluded.sent_at",
             (budget, level, period, now_iso()),
         )

@@ -38,6 +38,15 @@ class UsageQueries:
         sql += " ORDER BY start_ts, source, key"
         return [_public_row(r) for r in dicts(self.conn, sql, params)]
 
+    def _missing_buckets(self, rows: list[tuple[str, int]]) -> set[int]:
+        """The buckets of the (id, bucket) pairs whose id is not stored yet."""
+        held: set[str] = set()
+        for i in range(0, len(rows), 500):
+            ids = [rid for rid, _ in rows[i : i + 500]]
+            sql = f"SELECT id FROM usage WHERE id IN ({', '.join('?' * len(ids))})"
+            held.update(rid for (rid,) in self.conn.execute(sql, ids))
+        return {bucket for rid, bucket in rows if rid not in held}
+
     def stored_usage(self) -> list[StoredUsage]:
         """Every row that names a model, with the fields its estimate depends on."""
         cur = self.conn.execute(
