@@ -30,6 +30,19 @@ def _isolate(tokenmeter_env: Path, monkeypatch: pytest.MonkeyPatch):
     plugin_manager.reset()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path):
+    """A fresh, migrated store on each backend: the store, report and agent suites run on both."""
+    from tokenmeter.store import Store, open_store
+
+    if request.param == "sqlite":
+        store = Store.open(tmp_path / "any.db")
+    else:
+        store = open_store(request.getfixturevalue("pg_url"))
+    yield store
+    store.close()
+
+
 @pytest.fixture
 def samples() -> Path:
     if not SAMPLES.exists():

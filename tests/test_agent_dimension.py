@@ -55,10 +55,8 @@ def put(store: Store, records, *, source: str = "qwen-code", kind: str = "log"):
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store.open(tmp_path / "agents.db")
-    yield s
-    s.close()
+def store(any_store):
+    return any_store  # SQLite and PostgreSQL (conftest.any_store)
 
 
 def fill_default_db() -> None:

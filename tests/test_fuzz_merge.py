@@ -120,7 +120,7 @@ def build_other(path: Path, rows: list[tuple[Any, str]], junk: list[tuple[str, s
     base = {k: dict(zip(USAGE_COLUMNS, row, strict=True))
             for k, *row in ours.execute(f"SELECT key, {COLUMNS} FROM usage")}
     ours.close()
-    columns = [c for c in order if not (schema == "previous version" and c == "agent")]
+    columns = [c for c in order if not (schema == "previous version" and c == "machine")]
     rebuild(path, "usage", columns)  # untyped columns: every junk value is stored as it is
     rebuild(path, "quota_snapshots", SNAPSHOT_COLUMNS)
     valid, valid_snaps = state(path), snapshot_ids(path)
@@ -146,7 +146,7 @@ def insert(conn: sqlite3.Connection, table: str, row: dict[str, Any]) -> None:
 
 def change_schema(conn: sqlite3.Connection, schema: str, columns: list[str]) -> None:
     if schema == "previous version":
-        conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm004_agent'")
+        conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm005_hub'")
     elif schema == "extra columns":
         conn.execute("ALTER TABLE usage ADD COLUMN note TEXT DEFAULT 'x'")
         conn.execute("ALTER TABLE usage ADD COLUMN boom GENERATED ALWAYS AS (abs(-9223372036854775807 - 1))")

@@ -36,10 +36,8 @@ def per_token_pricer(r):
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store.open(tmp_path / "r.db")
-    yield s
-    s.close()
+def store(any_store):
+    return any_store  # SQLite and PostgreSQL (conftest.any_store)
 
 
 def put(store, source, records, kind="log", pricer=None):

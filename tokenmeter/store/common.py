@@ -100,6 +100,10 @@ def write_error(exc: BaseException, path: str = "") -> StoreError | None:
     if is_full(exc):
         return StoreError(f"{where}: the disk is full; nothing was changed, the data stored before "
                           "is intact; free some space and try again", reason="full")
+    if is_read_only(exc) and _sqlstate(exc):
+        return StoreError(f"{where} does not accept writes from this user (no write permission, or a "
+                          "read-only server): this command needs to write to it; reports still work",
+                          reason="read-only")
     if is_read_only(exc):
         return StoreError(f"{where} is read-only (the file or its folder is not writable): this "
                           "command needs to write to it; reports and exports still work", reason="read-only")

@@ -55,19 +55,25 @@ class PgStore(UsageQueries, RollupQueries, QuotaQueries, StateQueries):
 
     read_only = False
 
-    def __init__(self, conn: PgConnection, url: str) -> None:
+    def __init__(self, conn: PgConnection, url: str, owner: str | None = None) -> None:
         self.conn: Any = conn
+        if owner is None:
+            from ..config import machine_id
+
+            owner = machine_id()
+        self.state_suffix = f"@{owner}"  # this machine's cursors and source states (state.py)
         self.path = redact_url(url)
         self._url = url
         self._temp_rollup = False
         self._stage_ready = False
 
     @classmethod
-    def open(cls, url: str, *, migrate: bool = True) -> PgStore:
+    def open(cls, url: str, *, migrate: bool = True, owner: str | None = None) -> PgStore:
+        """Open the hub at ``url``; ``owner`` (default: this machine's id) keys the cursors."""
         from . import pg_schema
 
         raw = connect(url)
-        store = cls(PgConnection(raw, url_secrets(url)), url)
+        store = cls(PgConnection(raw, url_secrets(url)), url, owner)
         try:
             store.conn.execute(f"SET lock_timeout = {int(BUSY_TIMEOUT * 1000)}")
             newer = pg_schema.newer(store.conn)

@@ -62,6 +62,8 @@ CREATE TABLE usage_rollup (
     cost_nanos BIGINT, est_cost_nanos BIGINT
 );
 CREATE INDEX idx_rollup_bucket ON usage_rollup (bucket);
+-- the views' time column: Grafana's $__timeFilter(time) then reads only the range it shows
+CREATE INDEX idx_rollup_time ON usage_rollup (to_timestamp(bucket));
 
 -- no unique key: concurrent writers append marks without waiting on each other's locks; a
 -- refresh takes the marks up to an id, so marks committed meanwhile stay for the next one

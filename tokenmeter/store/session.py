@@ -219,7 +219,7 @@ class WriteSession:
             self.conn.execute(
                 "INSERT INTO source_state (source, cursor, updated_at) VALUES (?, ?, ?) "
                 "ON CONFLICT(source) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
-                (self.source, json.dumps(dict(cursor), sort_keys=True), now_iso()),
+                (self.source + self.store.state_suffix, json.dumps(dict(cursor), sort_keys=True), now_iso()),
             )
         self.conn.execute("COMMIT")
         self._in_tx = False
@@ -234,7 +234,7 @@ class WriteSession:
             "INSERT INTO source_state (source, last_success, last_error, updated_at) VALUES (?, ?, NULL, ?) "
             "ON CONFLICT(source) DO UPDATE SET last_success = excluded.last_success, last_error = NULL, "
             "updated_at = excluded.updated_at",
-            (self.source, now, now),
+            (self.source + self.store.state_suffix, now, now),
         )
 
     def abort(self) -> None:

@@ -15,9 +15,13 @@ class StateQueries:
     """``Store`` methods over ``source_state``, ``fetch_runs`` and ``alert_state``."""
 
     conn: sqlite3.Connection
+    # a hub keeps each machine's cursors apart ("<source>@<machine id>"): two machines fetching the
+    # same source straight into it read their own files from their own positions
+    state_suffix = ""
 
     def get_cursor(self, source: str) -> dict[str, Any]:
-        row = self.conn.execute("SELECT cursor FROM source_state WHERE source = ?", (source,)).fetchone()
+        row = self.conn.execute("SELECT cursor FROM source_state WHERE source = ?",
+                                (source + self.state_suffix,)).fetchone()
         if not row or not row[0]:
             return {}
         return json.loads(row[0])
@@ -25,14 +29,20 @@ class StateQueries:
     def source_states(self) -> dict[str, dict[str, Any]]:
         cur = self.conn.execute("SELECT * FROM source_state")
         names = [d[0] for d in cur.description]
-        return {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
+        suffix = self.state_suffix
+        out = {}
+        for r in cur.fetchall():
+            state = dict(zip(names, r, strict=True))
+            if r[0].endswith(suffix) and (suffix or "@" not in r[0]):
+                out[r[0][: len(r[0]) - len(suffix)]] = state | {"source": r[0][: len(r[0]) - len(suffix)]}
+        return out
 
     def record_error(self, source: str, message: str) -> None:
         self.conn.execute(
             "INSERT INTO source_state (source, last_error, last_error_at, updated_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(source) DO UPDATE SET last_error = excluded.last_error, "
             "last_error_at = excluded.last_error_at, updated_at = excluded.updated_at",
-            (source, message, now_iso(), now_iso()),
+            (source + self.state_suffix, message, now_iso(), now_iso()),
         )
 
     def log_run(self, **values: Any) -> None:
