@@ -39,8 +39,6 @@ from tokenmeter.records import UsageRecord
 from tokenmeter.store import Store, open_store, redact_url
 from tokenmeter.store.push import PUSH_BATCH
 
-pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
-
 METRICS = ("requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
            "reasoning_tokens", "total_tokens", "unpriced_requests")
 SECRET = "s3cretpw"
@@ -548,3 +546,29 @@ def test_a_successful_push_shows_the_hub_without_its_password(pg_url, tmp_path):
     proc = tm("--db", str(local2), "db", "push", url)
     assert proc.returncode == 0 and SECRET not in proc.stdout + proc.stderr
     assert f"to {shown} as " in proc.stdout
+
+
+@pytest.mark.parametrize("how", ["copy", "restore"])
+def test_a_copied_or_restored_database_pushes_its_own_rows(tmp_path, pg_url, how):
+    """A copy of a database file, or a backup restored over it, is a new file: its first push must
+    not trust the watermark the original left on the hub (that would skip its rows for good)."""
+    x, y = tmp_path / "x.db", tmp_path / "y.db"
+    day = [date(2026, 3, 2)]
+    write_records(x, machine_records("acct-x", day, ["qwen-plus"], 10, seed=1))
+    assert tm_json("--db", str(x), "db", "push", pg_url, "-f", "json")["rows"] == 10
+    if how == "copy":
+        y.write_bytes(x.read_bytes())  # a new machine set up from x's file
+        write_records(x, machine_records("acct-x", [date(2026, 3, 3)], ["qwen-plus"], 10, seed=2))
+        assert tm_json("--db", str(x), "db", "push", pg_url, "-f", "json")["rows"] == 10
+        write_records(y, machine_records("acct-y", [date(2026, 3, 4)], ["qwen-max"], 5, seed=3))
+    else:
+        backup = x.read_bytes()
+        write_records(x, machine_records("acct-x", [date(2026, 3, 3)], ["qwen-plus"], 10, seed=2))
+        assert tm_json("--db", str(x), "db", "push", pg_url, "-f", "json")["rows"] == 10
+        x.unlink()
+        y.write_bytes(backup)  # restored (as a new file, as restores are)
+        write_records(y, machine_records("acct-y", [date(2026, 3, 4)], ["qwen-max"], 6, seed=3))
+    pushed = tm_json("--db", str(y), "db", "push", pg_url, "-f", "json")
+    assert local_ids(y) <= {r[0] for r in hub_query(pg_url, "SELECT id FROM usage")}
+    assert pushed["new"] == (5 if how == "copy" else 6) and hub_duplicate_ids(pg_url) == []
+    assert tm_json("--db", str(y), "db", "push", pg_url, "-f", "json")["rows"] == 0

@@ -199,3 +199,25 @@ def test_db_merge_into_a_hub_adds_new_rows_once(tmp_path, pg_url):
     assert (first["usage"], first["skipped"]) == (5, 0) and first["changes"] >= 5
     assert (second["usage"], second["changes"]) == (0, 0)
     assert total.columns == ("carol",) and total.requests == 5
+
+
+def test_the_dashboard_shows_machines_only_when_there_are_several(pg_url):
+    from tokenmeter.config import Config
+    from tokenmeter.dashboard import render_dashboard
+    from tokenmeter.insights import dashboard_data
+    from tokenmeter.periods import resolve_period
+
+    now = T0 + timedelta(days=1)
+    period = resolve_period(now, UTC, preset="month")
+    with open_store(pg_url) as hub:
+        for i, machine in enumerate(("alice", "alice", "bob")):
+            w = hub.session("src", "log", machine)
+            w.add(rec(f"k{i}", minutes=i, account=machine))
+            w.finish(None)
+        hub.refresh_rollup()
+        data = dashboard_data(hub, Config(), period, now)
+        assert {r["machine"]: r["requests"] for r in data["by_machine"]} == {"alice": 2, "bob": 1}
+        assert 'id="machine-table"' in render_dashboard(data)
+        hub.conn.execute("UPDATE usage SET machine = 'alice'")
+        hub.refresh_rollup()
+        assert 'id="machine-table"' not in render_dashboard(dashboard_data(hub, Config(), period, now))

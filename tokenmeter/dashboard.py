@@ -45,6 +45,9 @@ are (``usage_report(...).as_dict()["rows"]``): ``day`` is accepted for ``date`` 
         {"agent": "main", "cost": "3.10", "currency": "USD",  # names an agent (None = not reported)
          "cost_kind": "estimated", "total_tokens": 700000, "requests": 90},
       ],
+      "by_machine": [             # report --by machine rows; the "By machine" table shows when they name
+        {"machine": "alice-laptop", "cost": "1.20", ...},  # two machines or more (a team hub)
+      ],
       "rows": [                   # the detailed table: any report rows (date/day, week, month, quarter,
         {...},                    # provider, source, account, project, agent, model, metrics, cost,
       ],                          # currency, cost_kind, unpriced_requests); columns appear when some row has them
@@ -89,7 +92,7 @@ from .dashboard_values import (
 __all__ = ["COST_KIND_HELP", "render_dashboard"]
 
 TIME_COLUMNS = ("date", "week", "month", "quarter")
-TEXT_COLUMNS = ("provider", "source", "account", "project", "agent", "model")
+TEXT_COLUMNS = ("machine", "provider", "source", "account", "project", "agent", "model")
 COUNT_COLUMNS = (
     ("requests", "Requests"), ("input_tokens", "Input"), ("output_tokens", "Output"),
     ("cache_read_tokens", "Cache read"), ("cache_write_tokens", "Cache write"),
@@ -321,6 +324,14 @@ def _agents(data: Mapping[str, Any], currency: str | None) -> str:
     return _table(data, currency, rows_key="by_agent", section="agents", title="By agent", table_id="agent-table")
 
 
+def _machines(data: Mapping[str, Any], currency: str | None) -> str:
+    """The "By machine" table, on a team hub: only when the rows name more than one machine."""
+    if len({r.get("machine") for r in rows_of(data.get("by_machine"))} - {None}) < 2:
+        return ""
+    return _table(data, currency, rows_key="by_machine", section="machines", title="By machine",
+                  table_id="machine-table")
+
+
 def _table(data: Mapping[str, Any], currency: str | None, *, rows_key: str = "rows", section: str = "details",
            title: str = "Details", table_id: str = "detail-table") -> str:
     """A sortable table of report rows: ``data[rows_key]`` (the details, or the per-agent rows)."""
@@ -420,6 +431,7 @@ def render_dashboard(data: Mapping[str, Any]) -> str:
         _budgets(data),
         _charts(charts),
         _forecast(data, currency),
+        _machines(data, currency),
         _agents(data, currency),
         _table(data, currency),
     ])

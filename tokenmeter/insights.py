@@ -147,6 +147,7 @@ def dashboard_data(store: UsageStore, config: Config, period: Period, now: datet
     by_model = usage_report(store, period, by=["model", "provider"])
     by_provider = usage_report(store, period, by=["provider"])
     by_agent = usage_report(store, period, by=["agent"])
+    by_machine = usage_report(store, period, by=["machine"])
     detail = usage_report(store, period, by=["day", "provider", "model", "agent"])
     statuses = budget_statuses(store, config, now, tz)
     fc = forecast_data(store, config, now, tz, statuses)
@@ -167,6 +168,7 @@ def dashboard_data(store: UsageStore, config: Config, period: Period, now: datet
         "by_model": by_model.rows,
         "by_provider": by_provider.rows,
         "by_agent": by_agent.rows,
+        "by_machine": by_machine.rows,
         "budgets": fc["budgets"],
         "forecast": fc["forecast"],
         "rows": detail.rows,

@@ -14,7 +14,9 @@ watermark in change order, a batch per hub transaction that also moves the water
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -46,10 +48,31 @@ class PushResult:
 
 
 def _store_id(local: Store) -> str:
-    row = local.conn.execute("SELECT value FROM store_meta WHERE key = 'store_id'").fetchone()
-    if row is None:
+    """This database's identity on hubs. A copy of the file (or a backup restored over it) is a
+    new file: it gets a new identity, so its first push sends everything (which is idempotent)
+    instead of trusting a watermark that belongs to the original."""
+    meta = dict(local.conn.execute("SELECT key, value FROM store_meta").fetchall())
+    if "store_id" not in meta:
         raise StoreError(f"database {local.path} has no store id; run `tokenmeter db migrate`")
-    return str(row[0])
+    try:
+        st = os.stat(local.path)
+        where = f"{st.st_dev}:{st.st_ino}"
+    except OSError:
+        return str(meta["store_id"])
+    if meta.get("store_file") == where:
+        return str(meta["store_id"])
+    return _new_id(local, where)
+
+
+def _new_id(local: Store, where: str | None = None) -> str:
+    new_id = uuid.uuid4().hex
+    with _tx(local):
+        local.conn.execute("INSERT INTO store_meta VALUES ('store_id', ?) ON CONFLICT(key) DO UPDATE "
+                           "SET value = excluded.value", (new_id,))
+        if where is not None:
+            local.conn.execute("INSERT INTO store_meta VALUES ('store_file', ?) ON CONFLICT(key) DO UPDATE "
+                               "SET value = excluded.value", (where,))
+    return new_id
 
 
 def push(local: Store, hub: PgStore, *, machine: str, batch: int = PUSH_BATCH,
@@ -60,6 +83,11 @@ def push(local: Store, hub: PgStore, *, machine: str, batch: int = PUSH_BATCH,
     store_id = _store_id(local)
     row = hub.conn.execute("SELECT seq, snapshot_rowid FROM hub_pushes WHERE store_id = ?", (store_id,)).fetchone()
     seq_done, snap_done = (row[0], row[1]) if row else (0, 0)
+    (top,) = local.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM usage_changes").fetchone()
+    if seq_done > top:
+        # the hub holds more of "us" than this file ever had (a backup restored in place): this
+        # file is someone else now; a new identity, and everything is sent again (idempotent)
+        store_id, seq_done, snap_done = _new_id(local), 0, 0
     result = PushResult()
     # one read transaction: the whole push sees one state of the local file, while fetches go on
     local.conn.execute("BEGIN")

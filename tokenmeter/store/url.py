@@ -15,7 +15,8 @@ __all__ = ["is_url", "redact_text", "redact_url", "url_secrets"]
 
 _SCHEMES = ("postgresql://", "postgres://")
 _SECRET_PARAMS = ("password", "sslpassword")
-_USERINFO = re.compile(r"(postgres(?:ql)?://[^:/@\s]*):[^@/\s]*@", re.IGNORECASE)
+# greedy to the last "@" before the path: an unencoded "@" in a password is hidden whole
+_USERINFO = re.compile(r"(postgres(?:ql)?://[^:/@\s]*):[^/\s]*@", re.IGNORECASE)
 _PARAM = re.compile(r"((?:^|[?&\s])(?:ssl)?password=)[^&\s]*", re.IGNORECASE)
 
 
