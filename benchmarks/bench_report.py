@@ -281,7 +281,8 @@ def main() -> None:
         fill(store, args.n, pg_fill=args.pg_fill)
         print(f"filled {args.n:,} records in {time.perf_counter() - t:.1f}s ({_size(store)})")
     else:
-        print(f"reusing {have:,} records ({_size(store)})")
+        stale = store.refresh_rollup()  # e.g. bench_hub re-estimated a week of this file
+        print(f"reusing {have:,} records ({_size(store)})" + (f"; refreshed {stale:,} rollup buckets" if stale else ""))
     time_reports(store)
     store.close()
 

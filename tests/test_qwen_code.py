@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -458,3 +459,20 @@ def test_deeply_nested_garbage_is_skipped_not_fatal(tmp_path: Path) -> None:
     assert [r.key for r in got.records] == ["g1", "g2"]
     assert got.ctx.skipped == 2
     assert [e.rsplit(":", 2)[1:] for e in got.ctx.skip_examples] == [["2", " corrupt JSON"], ["3", " corrupt JSON"]]
+
+
+def test_a_file_added_right_after_the_availability_check_is_read(tmp_path: Path) -> None:
+    # the fetch reuses the walk available() just made only while no folder of it changed
+    settings = QwenCodeSource.Settings(roots=[str(tmp_path)])
+    write_tree(tmp_path, {"a.jsonl": [line("u1", usage=U(1, 1))]})
+    src = QwenCodeSource(settings, fake_context("qwen-code"))
+    assert src.available() is None
+    time.sleep(0.05)  # folder times tick in milliseconds (the kernel's coarse clock)
+    write_tree(tmp_path, {"b.jsonl": [line("u2", usage=U(2, 2))]})
+    write_tree(tmp_path, {"c.jsonl": [line("u3", usage=U(3, 3))]}, project="-home-me-other")
+    got = [i for i in src.fetch_batches(Window(None, datetime(2030, 1, 1, tzinfo=UTC)), {}) if hasattr(i, "rows")]
+    assert sorted(r[0] for b in got for r in b.rows) == ["u1", "u2", "u3"]
+    # unchanged folders: the walk is reused (the next fetch finds the same files)
+    assert src.available() is None
+    again = [i for i in src.fetch_batches(Window(None, datetime(2030, 1, 1, tzinfo=UTC)), {}) if hasattr(i, "rows")]
+    assert sorted(r[0] for b in again for r in b.rows) == ["u1", "u2", "u3"]

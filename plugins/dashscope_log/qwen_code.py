@@ -23,6 +23,7 @@ import glob
 import json
 import os
 import re
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,9 +238,12 @@ class QwenParser:
         return ChatParser(path, start, state, opts)
 
 
-def _entries(path: str, blocked: list[str]) -> list[os.DirEntry[str]]:
-    """A folder's entries; one that exists but cannot be listed goes to ``blocked`` (never skipped quietly)."""
+def _entries(path: str, blocked: list[str], seen: list[tuple[str, int]] | None = None) -> list[os.DirEntry[str]]:
+    """A folder's entries; one that exists but cannot be listed goes to ``blocked`` (never skipped
+    quietly). ``seen`` collects (folder, mtime): a file added or removed changes its folder's."""
     try:
+        if seen is not None:
+            seen.append((path, os.stat(path).st_mtime_ns))
         with os.scandir(path) as it:
             entries = sorted(it, key=lambda e: e.name)
     except (FileNotFoundError, NotADirectoryError):
@@ -261,7 +265,8 @@ def _jsonl(entries: list[os.DirEntry[str]]) -> list[str]:
     return out
 
 
-def _scan_root(root: str, chats: list[str], ledgers: list[str], transcripts: list[str], other: list[str]) -> None:
+def _scan_root(root: str, chats: list[str], ledgers: list[str], transcripts: list[str], other: list[str],
+               seen: list[tuple[str, int]] | None = None) -> None:
     """One walk of a root with ``scandir`` (a warm run only stats what it finds: no globbing).
 
     ``projects/<p>/chats/*.jsonl`` and ``chats/archive/``, ``projects/<p>/subagents/**.jsonl``,
@@ -269,25 +274,25 @@ def _scan_root(root: str, chats: list[str], ledgers: list[str], transcripts: lis
     for usage this reader would miss). Folders that cannot be listed come back ``Unreadable``.
     """
     blocked: list[str] = []
-    for project in _entries(os.path.join(root, "projects"), blocked):
+    for project in _entries(os.path.join(root, "projects"), blocked, seen):
         if not project.is_dir():
             continue
-        for d in _entries(project.path, blocked):
+        for d in _entries(project.path, blocked, seen):
             if not d.is_dir():
                 continue
             if d.name == "chats":
-                inside = _entries(d.path, blocked)
+                inside = _entries(d.path, blocked, seen)
                 chats += _jsonl(inside)
                 for a in inside:
                     if a.name == "archive" and a.is_dir():
-                        chats += _jsonl(_entries(a.path, blocked))
+                        chats += _jsonl(_entries(a.path, blocked, seen))
             elif d.name == "subagents":
-                for session in _entries(d.path, blocked):
+                for session in _entries(d.path, blocked, seen):
                     if session.is_dir():
-                        transcripts += _jsonl(_entries(session.path, blocked))
+                        transcripts += _jsonl(_entries(session.path, blocked, seen))
             else:
                 other.append(d.path)
-    ledgers += [p for p in _jsonl(_entries(os.path.join(root, "usage"), blocked))
+    ledgers += [p for p in _jsonl(_entries(os.path.join(root, "usage"), blocked, seen))
                 if os.path.basename(p).startswith("token-usage-")]
     chats += (Unreadable(b) for b in blocked)
 
@@ -299,6 +304,18 @@ def _version_key(v: str) -> tuple[int | str, ...]:
 def _month(path: str) -> str:
     m = re.search(r"token-usage-(\d{4}-\d{2})\.jsonl$", path)
     return m[1] if m else ""
+
+
+# the last walk available() made, for the fetch that follows it: {roots: (when, layout, other dirs)}
+_LAST_LAYOUT: dict[tuple[str, ...], tuple[float, Any, list[str], list[tuple[str, int]]]] = {}
+_LAYOUT_REUSE = 2.0
+
+
+def _mtime(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
 
 
 class QwenCodeSource(Source):
@@ -327,19 +344,33 @@ class QwenCodeSource(Source):
     def roots(self) -> list[str]:
         return find_roots(self.settings.roots)
 
-    def _layout(self) -> tuple[list[str], list[str], list[str], list[str]]:
-        """(chat files, ledger files, transcript files, roots) under every root."""
+    def _layout(self, *, reuse: bool = False) -> tuple[list[str], list[str], list[str], list[str]]:
+        """(chat files, ledger files, transcript files, roots) under every root.
+
+        ``reuse``: take the walk ``available()`` just made (the host checks a source, then runs it
+        at once: walking 14k files twice was a third of a warm run); a walk older than
+        ``_LAYOUT_REUSE`` seconds is made again.
+        """
+        roots = self.roots()
+        if reuse:
+            kept = _LAST_LAYOUT.pop(tuple(roots), None)
+            if kept is not None and time.monotonic() - kept[0] < _LAYOUT_REUSE and all(
+                    _mtime(d) == m for d, m in kept[3]):
+                self._other_dirs = kept[2]
+                return kept[1]
         chats: list[str] = []
         ledgers: list[str] = []
         transcripts: list[str] = []
-        roots = self.roots()
         self._other_dirs: list[str] = []
+        self._seen_dirs: list[tuple[str, int]] = []
         for r in roots:
-            _scan_root(r, chats, ledgers, transcripts, self._other_dirs)
+            _scan_root(r, chats, ledgers, transcripts, self._other_dirs, self._seen_dirs)
         return chats, ledgers, transcripts, roots
 
     def available(self) -> str | None:
-        chats, ledgers, transcripts, roots = self._layout()
+        layout = chats, ledgers, transcripts, roots = self._layout()
+        _LAST_LAYOUT.clear()
+        _LAST_LAYOUT[tuple(roots)] = (time.monotonic(), layout, self._other_dirs, self._seen_dirs)
         check_readable(chats + ledgers + transcripts)  # raises: the host runs it, so it is reported
         if chats or ledgers or transcripts:
             return None
@@ -368,7 +399,7 @@ class QwenCodeSource(Source):
 
     def fetch_batches(self, window: Window, cursor: Any) -> Iterator[RecordBatch | Cursor]:
         """``fetch`` in bulk: the host stores these batches without a ``UsageRecord`` per call."""
-        chats, ledgers, transcripts, roots = self._layout()
+        chats, ledgers, transcripts, roots = self._layout(reuse=True)
         if not roots:  # named on the command line (else skipped as not available): say why
             raise SourceDataError(f"no Qwen Code folder at {', '.join(self.settings.roots)}: set roots in "
                                   "[sources.qwen-code] to where Qwen Code writes (see `tokenmeter sources`)")
