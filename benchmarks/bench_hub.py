@@ -9,7 +9,7 @@ Builds a local SQLite database of N synthetic log records (bench_report's data s
 3 machines, plus ~4,400 daily ledger rows), kept in --local for ``--reuse-local``; creates an empty
 hub in its own schema (dropped at the end unless --keep) and pushes into it with
 ``tokenmeter.store.push.push``. Prints the push rate (target: at least 20,000 rows/s), the part of
-it spent refreshing the hub's rollup, the time of a second push (nothing to send), and of a small
+it spent refreshing the hub's rollup, the time of a push with nothing to send (best of 3), and of a small
 incremental push (a week of rows re-estimated). ``--profile`` prints a cProfile of the first push.
 """
 
@@ -150,8 +150,8 @@ def main() -> None:
             print(f"push {first.rows:,} rows: {first.wall:.1f} s = {rate:,.0f} rows/s "
                   f"(target >= {PUSH_TARGET:,}): {'ok' if rate >= PUSH_TARGET else 'BELOW TARGET'}")
             check_same(local, hub)
-            again = timed_push(local, hub, "second push (nothing changed)")
-            print(f"no-op push: {again.wall * 1000:.0f} ms")
+            walls = [timed_push(local, hub, f"push again #{i} (nothing changed)").wall for i in (1, 2, 3)]
+            print(f"no-op push: {min(walls) * 1000:.0f} ms (best of 3)")
             # an incremental push: a price change re-estimates the last week's records
             week = int(NOW.timestamp()) - 7 * 86400
             local.conn.execute("UPDATE usage SET est_cost_nanos = est_cost_nanos + 1 "

@@ -140,6 +140,10 @@ class PgStore(UsageQueries, RollupQueries, QuotaQueries, StateQueries):
             return 0
         with _tx(self):
             self.conn.execute(f"SELECT pg_advisory_xact_lock({ROLLUP_LOCK})")
+            # the planner overestimates the groups of a long range and sorts (spilling to disk);
+            # hashing them in memory is ~3x faster on a year of rows
+            self.conn.execute("SET LOCAL enable_sort = off")
+            self.conn.execute("SET LOCAL work_mem = '64MB'")
             top, = self.conn.execute("SELECT MAX(id) FROM rollup_dirty").fetchone()
             if top is None:  # another refresher did the work while we waited
                 return 0

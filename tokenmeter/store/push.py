@@ -94,9 +94,10 @@ def push(local: Store, hub: PgStore, *, machine: str, batch: int = PUSH_BATCH,
     try:
         changed = local.conn.execute(
             "SELECT bucket, seq FROM usage_changes WHERE seq > ? ORDER BY seq", (seq_done,)).fetchall()
+        # a range search per changed bucket (a scan of every row would cost a no-op push seconds)
         total = local.conn.execute(
-            "SELECT COUNT(*) FROM usage WHERE start_ts - start_ts % 900 IN "
-            "(SELECT bucket FROM usage_changes WHERE seq > ?)", (seq_done,)).fetchone()[0]
+            "SELECT COUNT(*) FROM usage_changes c JOIN usage u ON u.start_ts >= c.bucket "
+            "AND u.start_ts < c.bucket + 900 WHERE c.seq > ?", (seq_done,)).fetchone()[0] if changed else 0
         pending: list[tuple[Any, ...]] = []
         for i, (bucket, seq) in enumerate(changed):
             for r in local.conn.execute(f"SELECT {_COLS} FROM usage WHERE start_ts >= ? AND start_ts < ?",
