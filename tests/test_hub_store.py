@@ -221,3 +221,18 @@ def test_the_dashboard_shows_machines_only_when_there_are_several(pg_url):
         hub.conn.execute("UPDATE usage SET machine = 'alice'")
         hub.refresh_rollup()
         assert 'id="machine-table"' not in render_dashboard(dashboard_data(hub, Config(), period, now))
+
+
+def test_the_python_api_opens_a_hub(pg_url):
+    import tokenmeter
+
+    with open_store(pg_url) as hub:
+        w = hub.session("src", "log", "dana")
+        w.add(rec("k1"))
+        w.finish(None)
+    tm = tokenmeter.open(pg_url)
+    try:
+        report = tm.report(period="all", by=["machine"])
+        assert [(r["machine"], r["requests"]) for r in report.rows] == [("dana", 1)]
+    finally:
+        tm.close()
