@@ -5,6 +5,7 @@ conftest.any_store; this file is what only a hub has.)"""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,7 +16,7 @@ import pytest
 from tokenmeter.batch import RecordBatch
 from tokenmeter.errors import StoreError
 from tokenmeter.records import UsageRecord
-from tokenmeter.store import Filters, Store, open_store
+from tokenmeter.store import Filters, Store, open_store, write_error
 from tokenmeter.store.pg_conn import translate
 from tokenmeter.store.url import redact_url, url_secrets
 
@@ -236,3 +237,35 @@ def test_the_python_api_opens_a_hub(pg_url):
         assert [(r["machine"], r["requests"]) for r in report.rows] == [("dana", 1)]
     finally:
         tm.close()
+
+
+def test_a_role_that_may_only_read_gets_current_reports(pg_url):
+    role = "tm_reader_" + pg_url.rsplit("tm_", 1)[1][:8]
+    schema = "tm_" + pg_url.rsplit("tm_", 1)[1]
+    with open_store(pg_url) as hub:
+        w = hub.session("src", "log", "erin")
+        w.add(rec("k1"))
+        w.finish(None)
+        hub.refresh_rollup()
+        w = hub.session("src", "log", "erin")
+        w.add(rec("k2", minutes=30))  # marked, not yet in the rollup
+        w.finish(None)
+        hub.conn.execute(f"CREATE ROLE {role} LOGIN")
+        hub.conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
+        hub.conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}")
+    reader_url = pg_url.replace("postgresql://postgres@", f"postgresql://{role}@")
+    try:
+        with open_store(reader_url) as reader:
+            assert reader.read_only
+            assert reader.refresh_rollup() == 1
+            (total,) = reader.usage_totals(0, 2**33, tz=None, columns=[], cost="auto", filters=Filters())
+            assert total.requests == 2
+            with pytest.raises(sqlite3.Error) as err:
+                reader.record_error("src", "x")
+            mapped = write_error(err.value, reader.path)
+            assert mapped is not None and mapped.reason == "read-only"
+            assert "does not accept writes from this user" in str(mapped)
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")

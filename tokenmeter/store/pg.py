@@ -53,7 +53,7 @@ class PgStore(UsageQueries, RollupQueries, QuotaQueries, StateQueries):
     """A tokenmeter database on a PostgreSQL server; a ``UsageStore``. ``path`` is the URL with
     its password hidden (it is what messages show)."""
 
-    read_only = False
+    read_only = False  # True when this role may not write the tables (reports still work)
 
     def __init__(self, conn: PgConnection, url: str, owner: str | None = None) -> None:
         self.conn: Any = conn
@@ -82,6 +82,10 @@ class PgStore(UsageQueries, RollupQueries, QuotaQueries, StateQueries):
                                  "upgrade tokenmeter on this machine")
             if migrate and pg_schema.pending(store.conn):
                 pg_schema.apply(store.conn)
+            (writable,) = store.conn.execute(
+                "SELECT to_regclass('usage') IS NULL OR has_table_privilege(to_regclass('usage'), 'INSERT')"
+            ).fetchone()
+            store.read_only = not writable
         except BaseException:
             store.close()
             raise
@@ -136,8 +140,11 @@ class PgStore(UsageQueries, RollupQueries, QuotaQueries, StateQueries):
         Refreshers take turns (an advisory lock). Marks are consumed up to the highest id read, so
         a bucket marked by a writer that commits meanwhile is recomputed by the next refresh.
         """
+        self._drop_temp_rollup()
         if not self.conn.execute("SELECT 1 FROM rollup_dirty LIMIT 1").fetchone():
             return 0
+        if self.read_only:
+            return self._refresh_rollup_in_memory()
         with _tx(self):
             self.conn.execute(f"SELECT pg_advisory_xact_lock({ROLLUP_LOCK})")
             # the planner overestimates the groups of a long range and sorts (spilling to disk);
@@ -154,3 +161,19 @@ class PgStore(UsageQueries, RollupQueries, QuotaQueries, StateQueries):
                 self.conn.execute(_ROLLUP_SQL, (lo, hi))
             self.conn.execute("DELETE FROM rollup_dirty WHERE id <= ?", (top,))
         return len(buckets)
+
+    def _refresh_rollup_in_memory(self) -> int:
+        # a role that may only read: the stale buckets are rebuilt in a temporary copy of the
+        # rollup, which this connection's unqualified `usage_rollup` resolves to (pg_temp first)
+        buckets = [b for (b,) in self.conn.execute("SELECT DISTINCT bucket FROM rollup_dirty ORDER BY bucket")]
+        self.conn.execute("CREATE TEMP TABLE usage_rollup AS SELECT * FROM usage_rollup")
+        self._temp_rollup = True
+        for lo, hi in _ranges(buckets, ROLLUP):
+            self.conn.execute("DELETE FROM pg_temp.usage_rollup WHERE bucket >= ? AND bucket < ?", (lo, hi))
+            self.conn.execute(_ROLLUP_SQL, (lo, hi))
+        return len(buckets)
+
+    def _drop_temp_rollup(self) -> None:
+        if self._temp_rollup:
+            self.conn.execute("DROP TABLE IF EXISTS pg_temp.usage_rollup")
+            self._temp_rollup = False
