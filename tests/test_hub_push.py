@@ -572,3 +572,25 @@ def test_a_copied_or_restored_database_pushes_its_own_rows(tmp_path, pg_url, how
     assert local_ids(y) <= {r[0] for r in hub_query(pg_url, "SELECT id FROM usage")}
     assert pushed["new"] == (5 if how == "copy" else 6) and hub_duplicate_ids(pg_url) == []
     assert tm_json("--db", str(y), "db", "push", pg_url, "-f", "json")["rows"] == 0
+
+
+def test_a_large_push_shows_a_progress_bar_on_a_terminal(monkeypatch):
+    import io
+
+    from tokenmeter.cli.db import _ProgressBar
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    err = Tty()
+    monkeypatch.setattr(sys, "stderr", err)
+    small = _ProgressBar()
+    small.update(100, 1_000)  # a small push: no bar
+    small.close()
+    assert err.getvalue() == ""
+    bar = _ProgressBar()
+    for done in (20_000, 40_000, 60_000):
+        bar.update(done, 60_000)
+    bar.close()
+    assert "Pushing" in err.getvalue() and "100%" in err.getvalue()
