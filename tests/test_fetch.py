@@ -261,3 +261,27 @@ def test_blank_env_var_counts_as_not_set():
     assert ctx.secret("SEC_TOKEN") is None
     with pytest.raises(NeedsCredentials, match="set SEC_TOKEN"):
         ctx.require_secret("SEC_TOKEN")
+
+
+def test_a_run_with_nothing_to_price_never_loads_the_price_tables(store, monkeypatch):
+    from tokenmeter.pricing import PriceBook
+
+    loads = []
+    real = PriceBook.load.__func__
+
+    def counting(cls, *args, **kwargs):
+        loads.append(1)
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(PriceBook, "load", classmethod(counting))
+
+    def nothing(self, window, cursor):
+        yield Cursor({"offset": 0})
+
+    def one(self, window, cursor):
+        yield rec("a", model="qwen-plus", input_tokens=1000, output_tokens=10)
+
+    assert run(store, [make_source("idle", nothing)])["idle"].status == "ok" and loads == []
+    r = run(store, [make_source("busy", one)])["busy"]
+    assert r.new == 1 and loads == [1]
+    assert store.usage_rows()[0]["estimated_cost"] is not None

@@ -78,14 +78,25 @@ def make_pricer(config: Config | None) -> Pricer | None:
         from .pricing import PriceBook
     except ImportError:  # pragma: no cover - the pricing package ships with tokenmeter
         return None
-    return Pricer(PriceBook.load(overrides=(config.prices if config else None) or None))
+    overrides = (config.prices if config else None) or None
+    if overrides:  # validated before anything is fetched: a bad [prices] entry is a config error
+        return Pricer(PriceBook.load(overrides=overrides))
+    # else built on first use: a run with nothing new (most runs) never needs the price tables
+    return Pricer(loader=PriceBook.load)
 
 
 class Pricer:
     """Estimates from one price book: ``pricer(record)`` for a record, ``pricer.rows(batch)`` for a batch."""
 
-    def __init__(self, book: Any) -> None:
-        self.book = book
+    def __init__(self, book: Any = None, *, loader: Callable[[], Any] | None = None) -> None:
+        self._book = book
+        self._loader = loader
+
+    @property
+    def book(self) -> Any:
+        if self._book is None and self._loader is not None:
+            self._book, self._loader = self._loader(), None
+        return self._book
 
     def __call__(self, r: UsageRecord) -> Any:
         return self.book.estimate(
