@@ -218,10 +218,13 @@ class Store(UsageQueries, RollupQueries, QuotaQueries, StateQueries):
     def _mark_inserted(self, buckets: Iterable[int]) -> None:
         """Mark the buckets of inserted rows for the rollup and for `db push` (updates and deletes
         mark theirs by trigger)."""
-        marks = [(b,) for b in sorted(buckets)]
-        self.conn.executemany("INSERT OR IGNORE INTO rollup_dirty VALUES (?)", marks)
-        self.conn.executemany(f"INSERT INTO usage_changes (bucket, seq) VALUES (?, {NEXT_SEQ}) "
-                              "ON CONFLICT(bucket) DO UPDATE SET seq = excluded.seq", marks)
+        marks = sorted(buckets)
+        self.conn.executemany("INSERT OR IGNORE INTO rollup_dirty VALUES (?)", [(b,) for b in marks])
+        # one MAX per batch, not per bucket: the caller holds the write lock, so nobody else numbers
+        (top,) = self.conn.execute("SELECT " + NEXT_SEQ).fetchone()
+        self.conn.executemany("INSERT INTO usage_changes (bucket, seq) VALUES (?, ?) "
+                              "ON CONFLICT(bucket) DO UPDATE SET seq = excluded.seq",
+                              [(b, top + i) for i, b in enumerate(marks)])
 
     # -- merge -----------------------------------------------------------------------------
     def merge(self, other: str | Path, *, timeout: float | None = None) -> dict[str, int]:
