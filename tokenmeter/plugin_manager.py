@@ -75,13 +75,18 @@ def load_plugins() -> None:
     deny = _names("TOKENMETER_DISABLE_PLUGINS") or set()
     seen: dict[str, str] = {}
     eps = list(importlib.metadata.entry_points(group=GROUP))
+    # each .name / .version parses the distribution's METADATA again: read it once per distribution
+    about: dict[int, tuple[str, str]] = {}
+    for ep in eps:
+        if ep.dist is not None and id(ep.dist) not in about:
+            meta = ep.dist.metadata
+            about[id(ep.dist)] = (meta["Name"], meta["Version"])
     per_dist: dict[str, int] = {}
     for ep in eps:
-        d = ep.dist.name if ep.dist else ep.name
+        d = about[id(ep.dist)][0] if ep.dist else ep.name
         per_dist[d] = per_dist.get(d, 0) + 1
     for ep in eps:
-        dist_name = ep.dist.name if ep.dist else ep.name
-        version = ep.dist.version if ep.dist else "?"
+        dist_name, version = about[id(ep.dist)] if ep.dist else (ep.name, "?")
         names = {dist_name.lower(), ep.name.lower()}
         # a distribution with one entry point is known by its name; one shipping several
         # (tokenmeter's own built-ins) by entry-point name
