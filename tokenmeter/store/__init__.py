@@ -220,6 +220,13 @@ class Store(UsageQueries, RollupQueries, QuotaQueries, StateQueries):
         mark theirs by trigger)."""
         marks = sorted(buckets)
         self.conn.executemany("INSERT OR IGNORE INTO rollup_dirty VALUES (?)", [(b,) for b in marks])
+        self._mark_changed(marks)
+
+    def _mark_changed(self, buckets: Iterable[int]) -> None:
+        """Number the buckets of inserted rows for `db push` (triggers number updates and deletes)."""
+        marks = sorted(buckets)
+        if not marks:
+            return
         # one MAX per batch, not per bucket: the caller holds the write lock, so nobody else numbers
         (top,) = self.conn.execute("SELECT " + NEXT_SEQ).fetchone()
         self.conn.executemany("INSERT INTO usage_changes (bucket, seq) VALUES (?, ?) "

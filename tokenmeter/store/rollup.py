@@ -30,6 +30,18 @@ FROM usage WHERE start_ts >= ? AND start_ts < ?
 GROUP BY 1, source, kind, account, provider, model, project, agent, machine, 10, currency, cost_kind, est_currency
 """
 
+# the same sums over rows just inserted (a rowid range): added to the rollup as partial rows
+_ROLLUP_NEW_SQL = _ROLLUP_SQL.replace("INSERT INTO usage_rollup", "INSERT INTO main.usage_rollup").replace(
+    "WHERE start_ts >= ? AND start_ts < ?", "WHERE rowid > ? AND rowid <= ?")
+
+_GROUPS = ("bucket, source, kind, account, provider, model, project, agent, machine, has_cost, currency, "
+           "cost_kind, est_currency")
+_SUMS = ("records", "calls", "requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+         "reasoning_tokens", "total_tokens", "cost_nanos", "est_cost_nanos")
+_COMPACT_SQL = (f"INSERT INTO main.usage_rollup ({_GROUPS}, {', '.join(_SUMS)}) SELECT {_GROUPS}, "
+                + ", ".join(f"SUM({c})" for c in _SUMS)
+                + f" FROM main.usage_rollup WHERE bucket >= ? AND bucket <= ? GROUP BY {_GROUPS}")
+
 METRICS = (
     "requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
     "reasoning_tokens", "total_tokens",
@@ -152,6 +164,26 @@ class RollupQueries:
         if self._temp_rollup:
             self.conn.execute("DROP TABLE IF EXISTS temp.usage_rollup")
             self._temp_rollup = False
+
+    def _roll_inserted(self, after: int, upto: int) -> list[int]:
+        """Add the rows with rowids in ``(after, upto]``, all just inserted, to the rollup; returns
+        their buckets.
+
+        Queries sum the rollup's rows, so partial rows per bucket add up to the same totals; a
+        bucket rebuilt later (an update, a merge) replaces them with one set. Summing the new rows
+        here, in rowid order, costs a cold ingest far less than rebuilding every bucket afterwards
+        through the time index.
+        """
+        self.conn.execute(_ROLLUP_NEW_SQL, (after, upto))
+        return [b for (b,) in self.conn.execute(
+            "SELECT DISTINCT start_ts - start_ts % 900 FROM usage WHERE rowid > ? AND rowid <= ?", (after, upto))]
+
+    def _compact_rollup(self, lo: int, hi: int) -> None:
+        """Merge the partial rows of buckets ``[lo, hi]`` into one row per group (sums of sums)."""
+        (top,) = self.conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM main.usage_rollup").fetchone()
+        self.conn.execute(_COMPACT_SQL, (lo, hi))
+        self.conn.execute("DELETE FROM main.usage_rollup WHERE bucket >= ? AND bucket <= ? AND rowid <= ?",
+                          (lo, hi, top))
 
     def mark_all_dirty(self) -> None:
         # the rollup's own buckets too: rows removed behind the triggers' back leave buckets to drop

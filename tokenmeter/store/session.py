@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..batch import RecordBatch
 from ..records import QuotaSnapshot, UsageRecord
 from .base import Estimate, RunCounts
-from .common import ROLLUP, iso, now_iso, row_id, to_nanos
+from .common import _tx, iso, now_iso, row_id, to_nanos
 from .quota import insert_snapshot
 
 if TYPE_CHECKING:
@@ -45,14 +45,12 @@ _UPSERT_SQL = (
     marks=", ".join("?" for _ in USAGE_COLUMNS),
     sets=", ".join(f'"{c}" = excluded."{c}"' for c in USAGE_COLUMNS if c != "id"),
 )
-_START_TS = USAGE_COLUMNS.index("start_ts")
 # add_rows' rows: the columns that vary per row; _bulk_sql writes the rest into the statement
 _BULK_COLUMNS = (
     "id", "key", "model", "project", "session", "agent", "start", "start_ts", "requests", "input_tokens",
     "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "total_tokens",
     "est_cost_nanos", "est_currency", "price_basis", "details", "content_hash",
 )
-_BULK_START_TS = _BULK_COLUMNS.index("start_ts")
 
 
 def _literal(value: str | None) -> str:
@@ -93,6 +91,9 @@ class WriteSession:
         self._fetched_at = now_iso()
         self._in_tx = False
         self._max_rowid: int | None = None
+        self._tx_rowid: int | None = None  # the highest rowid before this transaction's inserts
+        self._rolls = 0  # checkpoints that added partial rollup rows, over buckets _rolled (lo, hi)
+        self._rolled: tuple[int, int] | None = None
 
     def _begin(self) -> None:
         if not self._in_tx:
@@ -193,6 +194,8 @@ class WriteSession:
         self._pending, self._bulk = {}, {}
         if self._max_rowid is None:
             self._max_rowid = self.conn.execute("SELECT IFNULL(MAX(rowid), 0) FROM usage").fetchone()[0]
+            if self._tx_rowid is None:
+                self._tx_rowid = self._max_rowid
         # one statement per row: insert, or replace only when the content changed. New rows take
         # rowids above the old maximum (nothing is ever deleted), so the counts need no extra lookups.
         changed = self.conn.executemany(_UPSERT_SQL, rows).rowcount if rows else 0
@@ -200,12 +203,6 @@ class WriteSession:
             changed += self.conn.executemany(self._bulk_sql, bulk).rowcount
         top = self.conn.execute("SELECT IFNULL(MAX(rowid), 0) FROM usage").fetchone()[0]
         new = top - self._max_rowid
-        if new:
-            # the rollup buckets of inserted rows (updates mark theirs by trigger); when a batch
-            # mixes new and unchanged rows, marking all its buckets costs a little rebuild work
-            buckets = {r[_START_TS] - r[_START_TS] % ROLLUP for r in rows}
-            buckets.update(r[_BULK_START_TS] - r[_BULK_START_TS] % ROLLUP for r in bulk)
-            self.store._mark_inserted(buckets)
         self._max_rowid = top
         self.counts.new += new
         self.counts.updated += changed - new
@@ -215,6 +212,7 @@ class WriteSession:
         """Write pending rows and the cursor, then commit."""
         self.flush()
         self._begin()
+        self._roll()
         if cursor is not None:
             self.conn.execute(
                 "INSERT INTO source_state (source, cursor, updated_at) VALUES (?, ?, ?) "
@@ -227,8 +225,30 @@ class WriteSession:
         self.committed = RunCounts(**self.counts.__dict__)
         self.uncommitted = 0
 
+    def _roll(self) -> None:
+        """Put the rows this transaction inserted into the rollup, as one set of partial sums (per
+        checkpoint, not per flush: fewer partial rows keep reports fast); updated rows marked
+        their buckets by trigger."""
+        if self._tx_rowid is not None and self._max_rowid is not None and self._max_rowid > self._tx_rowid:
+            buckets = self.store._roll_inserted(self._tx_rowid, self._max_rowid)
+            self.store._mark_changed(buckets)
+            if buckets:
+                self._rolls += 1
+                lo, hi = self._rolled or (buckets[0], buckets[0])
+                self._rolled = (min(lo, *buckets), max(hi, *buckets))
+        self._tx_rowid = None
+
+    def _compact(self) -> None:
+        # several checkpoints left partial rows in the same buckets: merge them (a sum of the
+        # rollup's own rows, far cheaper than rebuilding from usage) so reports stay fast
+        if self._rolls > 1 and self._rolled is not None:
+            with _tx(self.store):
+                self.store._compact_rollup(*self._rolled)
+        self._rolls, self._rolled = 0, None
+
     def finish(self, cursor: Mapping[str, Any] | None) -> None:
         self.checkpoint(cursor)
+        self._compact()
         now = now_iso()
         self.conn.execute(
             "INSERT INTO source_state (source, last_success, last_error, updated_at) VALUES (?, ?, NULL, ?) "
@@ -239,7 +259,7 @@ class WriteSession:
 
     def abort(self) -> None:
         self._pending, self._bulk = {}, {}
-        self._max_rowid = None
+        self._max_rowid = self._tx_rowid = None
         if self._in_tx:
             self._in_tx = False
             with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back on its own (disk full)
