@@ -457,8 +457,7 @@ def test_report_while_another_run_holds_the_write_lock_is_a_clear_error(tmp_path
 
     path = tmp_path / "busy.db"
     writer = Store.open(path)
-    write(writer, [rec("a")])
-    write(writer, [rec("a", input_tokens=999)])  # an update leaves its rollup bucket to recompute
+    write(writer, [rec("a")])  # a small write leaves its rollup bucket to recompute
     session = writer.session("src", "log")
     session.add(rec("b"))
     session.flush()  # a long fetch between checkpoints holds the write lock
@@ -496,7 +495,8 @@ def test_rollup_rebuild_drops_buckets_whose_rows_moved_by_hand(tmp_path):
     assert [(r["day"], r["requests"]) for r in report["rows"]] == [("2026-03-11", 2)]
 
 
-def test_rollup_kept_while_writing_equals_a_full_rebuild(store, monkeypatch):
+@pytest.mark.parametrize("roll_min", [5, 10**9])  # partial sums at checkpoints, or marked buckets
+def test_rollup_kept_while_writing_equals_a_full_rebuild(store, monkeypatch, roll_min):
     """Inserted rows enter the rollup as partial sums per flush, updates mark their buckets: after
     any mix of writes, the reports equal those of a rollup rebuilt from every row."""
     import random
@@ -505,6 +505,7 @@ def test_rollup_kept_while_writing_equals_a_full_rebuild(store, monkeypatch):
     from tokenmeter.store import Filters
 
     monkeypatch.setattr(session_mod, "BATCH", 7)  # many flushes, the same buckets in several
+    monkeypatch.setattr(session_mod, "ROLL_MIN", roll_min)
     rnd = random.Random(5)
     for run in range(4):
         w = store.session("src", "log", f"m{run % 2}")
@@ -531,8 +532,11 @@ def test_rollup_kept_while_writing_equals_a_full_rebuild(store, monkeypatch):
     assert rebuilt_rows <= kept_rows
 
 
-def test_one_run_leaves_one_rollup_row_per_group(sqlite_store):
-    """A run that checkpoints many times adds partial sums at each; its end merges them."""
+def test_one_run_leaves_one_rollup_row_per_group(sqlite_store, monkeypatch):
+    """A big run that checkpoints many times adds partial sums at each; its end merges them."""
+    import tokenmeter.store.session as session_mod
+
+    monkeypatch.setattr(session_mod, "ROLL_MIN", 10)  # these 25-row checkpoints count as big
     store = sqlite_store
     w = store.session("src", "log")
     for i in range(200):
@@ -545,3 +549,14 @@ def test_one_run_leaves_one_rollup_row_per_group(sqlite_store):
     # 45 minutes from T0: three buckets, two models each, one row per group
     assert [r[:2] for r in rows] == sorted({(b, m) for b, m, *_ in rows}) and len(rows) == 6
     assert sum(r[2] for r in rows) == sum(r[3] for r in rows) == 200
+
+
+def test_small_runs_mark_buckets_and_leave_one_row_per_group(sqlite_store):
+    """Frequent small fetches (watch, a status line) do not pile partial rows into the rollup."""
+    store = sqlite_store
+    for i in range(30):
+        w = store.session("src", "log")
+        w.add(rec(f"k{i}", start=T0 + timedelta(seconds=i), requests=1))
+        w.finish(None)
+    assert store.refresh_rollup() == 1
+    assert store.conn.execute("SELECT COUNT(*), SUM(requests) FROM usage_rollup").fetchone() == (1, 30)

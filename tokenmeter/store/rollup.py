@@ -175,8 +175,13 @@ class RollupQueries:
         through the time index.
         """
         self.conn.execute(_ROLLUP_NEW_SQL, (after, upto))
+        return self._inserted_buckets(after, upto)
+
+    def _inserted_buckets(self, after: int, upto: int) -> list[int]:
+        """The buckets of the rows with rowids in ``(after, upto]``."""
         return [b for (b,) in self.conn.execute(
-            "SELECT DISTINCT start_ts - start_ts % 900 FROM usage WHERE rowid > ? AND rowid <= ?", (after, upto))]
+            "SELECT DISTINCT start_ts - start_ts % 900 FROM usage WHERE rowid > ? AND rowid <= ? ORDER BY 1",
+            (after, upto))]
 
     def _compact_rollup(self, lo: int, hi: int) -> None:
         """Merge the partial rows of buckets ``[lo, hi]`` into one row per group (sums of sums)."""

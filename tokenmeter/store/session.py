@@ -29,6 +29,7 @@ __all__ = ["BATCH", "USAGE_COLUMNS", "NanoEstimate", "WriteSession"]
 NanoEstimate = tuple[int, str, str]  # (cost in 10⁻⁹ of the currency, currency, basis)
 
 BATCH = 5000
+ROLL_MIN = 2000  # rows a transaction inserts before they go into the rollup as partial sums at once
 
 USAGE_COLUMNS = (
     "id", "source", "kind", "account", "key", "provider", "model", "project", "session", "agent", "machine",
@@ -230,6 +231,12 @@ class WriteSession:
         checkpoint, not per flush: fewer partial rows keep reports fast); updated rows marked
         their buckets by trigger."""
         if self._tx_rowid is not None and self._max_rowid is not None and self._max_rowid > self._tx_rowid:
+            if self._max_rowid - self._tx_rowid < ROLL_MIN:
+                # a few rows (a watch or status-line refresh every few seconds): mark their buckets
+                # for the next refresh instead, which leaves one row per group, not one set per run
+                self.store._mark_inserted(self.store._inserted_buckets(self._tx_rowid, self._max_rowid))
+                self._tx_rowid = None
+                return
             buckets = self.store._roll_inserted(self._tx_rowid, self._max_rowid)
             self.store._mark_changed(buckets)
             if buckets:
