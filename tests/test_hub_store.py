@@ -9,6 +9,7 @@ import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -269,3 +270,26 @@ def test_a_role_that_may_only_read_gets_current_reports(pg_url):
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute(f"DROP OWNED BY {role}")
             conn.execute(f"DROP ROLE {role}")
+
+
+def test_libpq_reads_pgpassword_pgpass_and_sslmode(pg_url, tmp_path, monkeypatch):
+    """The password comes from where libpq users keep it, never from tokenmeter's own settings."""
+    home = tmp_path / "home"
+    home.mkdir()
+    pgpass = home / ".pgpass"
+    host, port = urlsplit(pg_url).hostname, urlsplit(pg_url).port or 5432
+    pgpass.write_text(f"{host}:{port}:*:*:from-pgpass\n")
+    pgpass.chmod(0o600)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.delenv("PGPASSFILE", raising=False)
+    with open_store(pg_url) as hub:
+        assert hub.conn.raw.info.password == "from-pgpass"
+    monkeypatch.setenv("PGPASSWORD", "from-env")
+    with open_store(pg_url) as hub:
+        assert hub.conn.raw.info.password == "from-env"
+        assert "from-env" not in hub.path
+    sep = "&" if "?" in pg_url else "?"
+    with open_store(f"{pg_url}{sep}sslmode=disable") as hub:
+        assert hub.conn.raw.info.get_parameters().get("sslmode") == "disable"
+        assert hub.conn.raw.info.pgconn.ssl_in_use is False
