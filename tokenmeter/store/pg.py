@@ -54,6 +54,10 @@ class PgStore(UsageQueries, RollupQueries, QuotaQueries, StateQueries):
     its password hidden (it is what messages show)."""
 
     read_only = False  # True when this role may not write the tables (reports still work)
+    # a role that may only read rebuilds stale buckets in a temporary copy (rollup.py): the copy
+    # is made from the unqualified table (before it exists, that is the stored one), in pg_temp
+    _stored = ""
+    _temporary = "pg_temp."
 
     def __init__(self, conn: PgConnection, url: str, owner: str | None = None) -> None:
         self.conn: Any = conn
@@ -161,19 +165,3 @@ class PgStore(UsageQueries, RollupQueries, QuotaQueries, StateQueries):
                 self.conn.execute(_ROLLUP_SQL, (lo, hi))
             self.conn.execute("DELETE FROM rollup_dirty WHERE id <= ?", (top,))
         return len(buckets)
-
-    def _refresh_rollup_in_memory(self) -> int:
-        # a role that may only read: the stale buckets are rebuilt in a temporary copy of the
-        # rollup, which this connection's unqualified `usage_rollup` resolves to (pg_temp first)
-        buckets = [b for (b,) in self.conn.execute("SELECT DISTINCT bucket FROM rollup_dirty ORDER BY bucket")]
-        self.conn.execute("CREATE TEMP TABLE usage_rollup AS SELECT * FROM usage_rollup")
-        self._temp_rollup = True
-        for lo, hi in _ranges(buckets, ROLLUP):
-            self.conn.execute("DELETE FROM pg_temp.usage_rollup WHERE bucket >= ? AND bucket < ?", (lo, hi))
-            self.conn.execute(_ROLLUP_SQL, (lo, hi))
-        return len(buckets)
-
-    def _drop_temp_rollup(self) -> None:
-        if self._temp_rollup:
-            self.conn.execute("DROP TABLE IF EXISTS pg_temp.usage_rollup")
-            self._temp_rollup = False

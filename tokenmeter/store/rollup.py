@@ -149,20 +149,24 @@ class RollupQueries:
                     raise
         return self._refresh_rollup_in_memory()
 
+    # where the stored rollup and a connection's temporary copy live (PostgreSQL: see pg.py)
+    _stored = "main."
+    _temporary = "temp."
+
     def _refresh_rollup_in_memory(self) -> int:
         # rebuild the stale buckets in a TEMP copy of the rollup, which this connection's unqualified
-        # `usage_rollup` resolves to (temp is searched before main); the file is not touched
-        buckets = [b for (b,) in self.conn.execute("SELECT bucket FROM rollup_dirty ORDER BY bucket")]
-        self.conn.execute("CREATE TEMP TABLE usage_rollup AS SELECT * FROM main.usage_rollup")
+        # `usage_rollup` resolves to (temp is searched first); the stored rollup is not touched
+        buckets = [b for (b,) in self.conn.execute("SELECT DISTINCT bucket FROM rollup_dirty ORDER BY bucket")]
+        self.conn.execute(f"CREATE TEMP TABLE usage_rollup AS SELECT * FROM {self._stored}usage_rollup")
         self._temp_rollup = True
         for lo, hi in _ranges(buckets, ROLLUP):
-            self.conn.execute("DELETE FROM temp.usage_rollup WHERE bucket >= ? AND bucket < ?", (lo, hi))
+            self.conn.execute(f"DELETE FROM {self._temporary}usage_rollup WHERE bucket >= ? AND bucket < ?", (lo, hi))
             self.conn.execute(_ROLLUP_SQL, (lo, hi))
         return len(buckets)
 
     def _drop_temp_rollup(self) -> None:
         if self._temp_rollup:
-            self.conn.execute("DROP TABLE IF EXISTS temp.usage_rollup")
+            self.conn.execute(f"DROP TABLE IF EXISTS {self._temporary}usage_rollup")
             self._temp_rollup = False
 
     def _roll_inserted(self, after: int, upto: int) -> list[int]:
