@@ -15,11 +15,11 @@ import psycopg
 import pytest
 
 from tokenmeter.batch import RecordBatch
+from tokenmeter.dburl import redact_url, url_secrets
 from tokenmeter.errors import StoreError
 from tokenmeter.records import UsageRecord
 from tokenmeter.store import Filters, Store, open_store, write_error
 from tokenmeter.store.pg_conn import translate
-from tokenmeter.store.url import redact_url, url_secrets
 
 T0 = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 

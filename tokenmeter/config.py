@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 
+from .dburl import has_password, is_url
 from .errors import ConfigError
 
 __all__ = [
@@ -80,7 +81,7 @@ def config_path(explicit: str | None = None) -> Path:
 def db_path(explicit: str | None = None, config: Config | None = None) -> Path | str:
     """The database: a SQLite file's path, or a PostgreSQL URL (``postgresql://…``) as given."""
     value = explicit or os.environ.get("TOKENMETER_DB") or (config.database if config else None)
-    if value and value.strip().lower().startswith(("postgresql://", "postgres://")):
+    if value and is_url(value):
         return value.strip()
     return Path(value).expanduser() if value else data_dir() / "tokenmeter.db"
 
@@ -246,7 +247,7 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
             raise ConfigError(f"tokenmeter.{key}: unknown key; known: {', '.join(sorted(TOKENMETER_KEYS))}")
         if key == "database":
             cfg.database = _string(value, "tokenmeter.database")
-            if re.match(r"(?i)postgres(?:ql)?://[^/@]*:[^/@]+@", cfg.database) or "password=" in cfg.database.lower():
+            if has_password(cfg.database):
                 cfg.warnings.append("tokenmeter.database holds a password; prefer ~/.pgpass or PGPASSWORD")
         elif key == "timezone":
             cfg.timezone_name = _string(value, "tokenmeter.timezone")
@@ -265,9 +266,9 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
         if key not in HUB_KEYS:
             raise ConfigError(f"hub.{key}: unknown key; known: {', '.join(sorted(HUB_KEYS))}")
         cfg.hub_url = _string(value, "hub.url")
-        if not cfg.hub_url.lower().startswith(("postgresql://", "postgres://")):
+        if not is_url(cfg.hub_url):
             raise ConfigError("hub.url: expected a PostgreSQL URL such as 'postgresql://tokenmeter@hub:5432/tokenmeter'")
-        if re.match(r"(?i)postgres(?:ql)?://[^/@]*:[^/@]+@", cfg.hub_url) or "password=" in cfg.hub_url.lower():
+        if has_password(cfg.hub_url):
             cfg.warnings.append("hub.url holds a password; prefer ~/.pgpass or PGPASSWORD")
     sources = data.get("sources", {})
     _table(sources, "sources")

@@ -15,7 +15,6 @@ aside ("skipped: another fetch of this source is running", not an error) instead
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import sqlite3
@@ -28,10 +27,11 @@ from typing import Any
 
 from .batch import RecordBatch
 from .config import Config, build_settings, env_var_name, machine_id, request_deadline
+from .dburl import is_url, url_key
 from .errors import ConfigError, InvalidRecord, ProviderError, SourceDataError, StoreError, TokenmeterError
 from .records import Cursor, QuotaSnapshot, UsageRecord
 from .sources import Source, SourceContext, Window
-from .store import Store, UsageStore, is_busy, is_full, is_read_only, is_url, iso, to_nanos
+from .store import Store, UsageStore, is_busy, is_full, is_read_only, iso, to_nanos
 
 try:
     import fcntl
@@ -177,7 +177,7 @@ def _lock_path(store: Store, sid: str) -> str | None:
             private_dir(folder)
         except OSError:
             return None
-        name = hashlib.sha256(store.path.encode()).hexdigest()[:16]
+        name = url_key(store.path)
         return str(folder / f"{name}.{re.sub(r'[^A-Za-z0-9._-]', '_', sid)}.lock")
     db = os.path.abspath(os.path.expanduser(store.path))
     return f"{db}.{re.sub(r'[^A-Za-z0-9._-]', '_', sid)}.lock"

@@ -35,8 +35,8 @@ from typing import Any
 
 import click
 
+from ..dburl import is_url, url_key
 from ..output import safe_text
-from ..store.url import is_url
 from .common import common_options, get_env
 
 MAX_PAYLOAD = 1 << 20  # the client sends ~1 KB; anything near this is not its payload
@@ -233,11 +233,9 @@ def _save(path: Path, cache: dict[str, Any]) -> None:
 def _cache_path(db: str) -> Path:
     """The cache file: next to a SQLite database; for a hub, in this machine's data folder."""
     if is_url(db):
-        import hashlib
-
         from ..config import data_dir
 
-        return data_dir() / f"hub-{hashlib.sha256(db.encode()).hexdigest()[:16]}.statusline.json"
+        return data_dir() / f"hub-{url_key(db)}.statusline.json"
     return Path(db + ".statusline.json")
 
 

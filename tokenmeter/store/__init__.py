@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ..dburl import is_url, redact_url
 from ..errors import StoreError
 from .base import Filters, RunCounts, StoredUsage, UsageStore, UsageTotal, UsageWriter
 from .common import (
@@ -37,7 +38,6 @@ from .quota import QuotaQueries
 from .rollup import RollupQueries
 from .session import BATCH, USAGE_COLUMNS, WriteSession
 from .state import StateQueries
-from .url import is_url, redact_url
 from .usage import UsageQueries
 
 __all__ = [

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ..dburl import redact_text, redact_url, url_secrets
 from ..errors import StoreError
 from .common import BUSY_TIMEOUT, ROLLUP, _tx
 from .pg_conn import PgConnection, numeric_as_int
@@ -20,7 +21,6 @@ from .pg_schema import ROLLUP_LOCK
 from .quota import QuotaQueries
 from .rollup import _ROLLUP_SQL, RollupQueries, _ranges
 from .state import StateQueries
-from .url import redact_text, redact_url, url_secrets
 from .usage import UsageQueries
 
 __all__ = ["CONNECT_TIMEOUT", "PgStore"]

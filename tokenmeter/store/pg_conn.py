@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
-from .url import redact_text
+from ..dburl import redact_text
 
 __all__ = ["PgConnection", "PgCursor", "PgError", "translate"]
 

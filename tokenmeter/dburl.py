@@ -1,5 +1,7 @@
 """Database locations: a file path (SQLite) or a libpq URL (PostgreSQL), and how to show one.
 
+Nothing here imports the rest of tokenmeter: the config, the store and the CLI all use it.
+
 A URL's password is a secret: ``redact_url`` is the only form of it that tokenmeter prints, logs
 or puts in an error. libpq reads ``PGPASSWORD``, ``~/.pgpass`` and ``sslmode`` itself, so a
 password never has to be in the URL at all.
@@ -7,11 +9,12 @@ password never has to be in the URL at all.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-__all__ = ["is_url", "redact_text", "redact_url", "url_secrets"]
+__all__ = ["has_password", "is_url", "redact_text", "redact_url", "url_key", "url_secrets"]
 
 _SCHEMES = ("postgresql://", "postgres://")
 _SECRET_PARAMS = ("password", "sslpassword")
@@ -23,6 +26,17 @@ _PARAM = re.compile(r"((?:^|[?&\s])(?:ssl)?password=)[^&\s]*", re.IGNORECASE)
 def is_url(location: str) -> bool:
     """Whether ``location`` names a PostgreSQL database rather than a SQLite file."""
     return location.strip().lower().startswith(_SCHEMES)
+
+
+def has_password(url: str) -> bool:
+    """Whether ``url`` carries a password (which belongs in ``~/.pgpass`` or ``PGPASSWORD``)."""
+    return bool(_USERINFO.match(url.strip()) or _PARAM.search(url))
+
+
+def url_key(url: str) -> str:
+    """A short, file-name-safe key of a hub's URL, for this machine's files about that hub (locks,
+    caches) kept in its data folder."""
+    return hashlib.sha256(redact_url(url).encode()).hexdigest()[:16]
 
 
 def redact_url(url: str) -> str:
