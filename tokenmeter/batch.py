@@ -15,7 +15,7 @@ or None.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -39,6 +39,9 @@ class RecordBatch:
     provider: str
     account: str | None
     rows: tuple[tuple[Any, ...], ...]
+    # the host's storage form of the rows, made where the batch was parsed (``SourceContext.
+    # prepare_batch``); sources leave it None
+    prepared: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.rows, tuple):
@@ -53,11 +56,28 @@ class RecordBatch:
         return len(self.rows)
 
     def subset(self, rows: Iterable[tuple[Any, ...]]) -> RecordBatch:
-        """A batch of some of these rows (already checked: not checked again)."""
+        """A batch of some of these rows (already checked: not checked again; not prepared)."""
+        return self._trusted(tuple(rows), None)
+
+    def pick(self, indices: Iterable[int]) -> RecordBatch:
+        """A batch of the rows at ``indices``, with their prepared form if this batch has one."""
+        idx = list(indices)
+        prepared = self.prepared
+        if prepared is not None:
+            key, done = prepared
+            prepared = (key, tuple(done[i] for i in idx))
+        return self._trusted(tuple(self.rows[i] for i in idx), prepared)
+
+    def with_prepared(self, prepared: Any) -> RecordBatch:
+        """This batch with the host's storage form of its rows (see ``SourceContext.prepare_batch``)."""
+        return self._trusted(self.rows, prepared)
+
+    def _trusted(self, rows: tuple[tuple[Any, ...], ...], prepared: Any) -> RecordBatch:
         out = object.__new__(RecordBatch)
         object.__setattr__(out, "provider", self.provider)
         object.__setattr__(out, "account", self.account)
-        object.__setattr__(out, "rows", tuple(rows))
+        object.__setattr__(out, "rows", rows)
+        object.__setattr__(out, "prepared", prepared)
         return out
 
     def record(self, row: tuple[Any, ...]) -> UsageRecord:

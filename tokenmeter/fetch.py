@@ -32,6 +32,7 @@ from .errors import ConfigError, InvalidRecord, ProviderError, SourceDataError, 
 from .records import Cursor, QuotaSnapshot, UsageRecord
 from .sources import Source, SourceContext, Window
 from .store import Store, UsageStore, is_busy, is_full, is_read_only, iso, to_nanos
+from .store.session import encode_rows
 
 try:
     import fcntl
@@ -132,6 +133,27 @@ def _batch_estimates(pricer: Callable[[UsageRecord], Any] | None,
         est = pricer(r) if r.model else None
         out.append((to_nanos(est.cost), est.currency, est.basis) if est is not None else None)  # type: ignore[misc]
     return out
+
+
+class BatchPreparer:
+    """The host's work on a ``RecordBatch`` before the store takes it: price and encode its rows.
+
+    Given to a bulk source as ``ctx.prepare_batch``: pure and picklable, so a source that parses in
+    worker processes runs it there and the main process only writes. ``warm()`` loads the price
+    book first (once, before workers fork, so they share it).
+    """
+
+    def __init__(self, encoding: tuple[str, str], pricer: Callable[[UsageRecord], Any] | None) -> None:
+        self.encoding = encoding
+        self.pricer = pricer
+
+    def warm(self) -> None:
+        if isinstance(self.pricer, Pricer):
+            _ = self.pricer.book
+
+    def __call__(self, batch: RecordBatch) -> RecordBatch:
+        return batch.with_prepared(
+            (self.encoding, encode_rows(batch, _batch_estimates(self.pricer, batch), *self.encoding)))
 
 
 def reprice(store: UsageStore, pricer: Callable[[Any], Any] | None) -> tuple[int, int]:
@@ -268,9 +290,13 @@ def _run_one(
         last_cursor: Mapping[str, Any] | None = None
         # a source with the bulk form yields RecordBatch (validated when built) instead of records
         bulk = getattr(source, "fetch_batches", None)
+        prepare = BatchPreparer(session.encoding, pricer) if callable(bulk) else None
+        ctx.prepare_batch = prepare
         for item in (bulk if callable(bulk) else source.fetch)(window, cursor):
             if isinstance(item, RecordBatch):
-                session.add_rows(item, _batch_estimates(pricer, item))
+                if item.prepared is None or item.prepared[0] != session.encoding:
+                    item = (prepare or BatchPreparer(session.encoding, pricer))(item)
+                session.add_rows(item)
             elif isinstance(item, Cursor):
                 last_cursor = dict(item.state)
                 session.checkpoint(last_cursor)

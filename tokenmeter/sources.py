@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
@@ -98,6 +98,10 @@ class SourceContext:
         self.unrecognised_examples: list[str] = []
         self.warnings: list[str] = []
         self.secrets: set[str] = set()
+        # set by the host for a source with ``fetch_batches``: prices and encodes a ``RecordBatch``
+        # for the store. A source that parses in worker processes may apply it there (it is pure);
+        # batches that come without it are prepared by the host. See DESIGN.md, "bulk ingest".
+        self.prepare_batch: Callable[[Any], Any] | None = None
 
     # -- clock -----------------------------------------------------------------------------
     def now(self) -> datetime:

@@ -414,13 +414,13 @@ class QwenCodeSource(Source):
 
         def first_seen(batch: RecordBatch) -> RecordBatch:
             keep = []
-            for row in batch.rows:
+            for i, row in enumerate(batch.rows):
                 h = hash(row[0])
                 if h in seen:
                     continue  # fork copies, the same file under two roots: each call counts once
                 seen.add(h)
-                keep.append(row)
-            return batch if len(keep) == len(batch.rows) else batch.subset(keep)
+                keep.append(i)
+            return batch if len(keep) == len(batch.rows) else batch.pick(keep)
 
         yield from ingest(self.ctx, cursor, chats + ledgers + orphans, QwenParser, plan, None, window,
                           to_batch=first_seen)  # type: ignore[misc]

@@ -200,11 +200,13 @@ def plan_files(
     return plans, kept
 
 
-def read_file(parser_cls: type[LineParser], opts: Any, plan: TailPlan) -> Iterator[tuple[Any, ...]]:
+def read_file(parser_cls: type[LineParser], opts: Any, plan: TailPlan,
+              prepare: Callable[[RecordBatch], RecordBatch] | None = None) -> Iterator[tuple[Any, ...]]:
     """Read one file from ``plan.start``; yield rows, skips and cursor entries.
 
     An entry follows every block of rows (``ingest`` decides which ones to commit), so a checkpoint
     can land inside a big file; the parser's ``state()`` is taken there, between two blocks.
+    ``prepare``: the host's ``ctx.prepare_batch``, applied to each packed batch where it is parsed.
     """
     # module globals (tests shrink them); parsers of short lines ask for smaller blocks so the rows
     # of one block stay few
@@ -246,6 +248,8 @@ def read_file(parser_cls: type[LineParser], opts: Any, plan: TailPlan) -> Iterat
             rows = parser.block(buf, end, offset)
             if pack is not None:
                 rows = pack(rows, opts)
+                if prepare is not None and rows:
+                    rows = prepare(rows)
             if parser.skips:
                 yield ("skips", parser.skips)
                 parser.skips = []
@@ -259,6 +263,8 @@ def read_file(parser_cls: type[LineParser], opts: Any, plan: TailPlan) -> Iterat
         rows = parser.tail(carry, offset) if carry else []
         if rows and pack is not None:
             rows = pack(rows, opts)
+            if prepare is not None:
+                rows = prepare(rows)
         if rows:
             yield ("rows", rows, 0)
         yield ("entry", _entry(f, offset, f.tell(), parser.state()), True)
@@ -280,9 +286,21 @@ def _too_long() -> str:
     return f"line longer than {MAX_LINE >> 20} MB" if MAX_LINE >= 1 << 20 else f"line longer than {MAX_LINE} bytes"
 
 
-def _read_batch(parser_cls: type[LineParser], opts: Any, plans: list[TailPlan]) -> list[tuple[str, list[Any]]]:
-    """Worker-process side: read whole files, return their events."""
-    return [(plan.path, list(read_file(parser_cls, opts, plan))) for plan in plans]
+# the host's batch preparation in a worker process (set when the pool starts it)
+_WORKER_PREPARE: Callable[[RecordBatch], RecordBatch] | None = None
+
+
+def _init_worker(prepare: Callable[[RecordBatch], RecordBatch] | None) -> None:
+    global _WORKER_PREPARE
+    _WORKER_PREPARE = prepare
+
+
+def _read_batch(parser_cls: type[LineParser], opts: Any, plans: list[TailPlan],
+                prepare: Callable[[RecordBatch], RecordBatch] | None = None) -> list[tuple[str, list[Any]]]:
+    """Read whole files, return their events (in a worker process, or in the main one when it would
+    wait for the workers)."""
+    prepare = prepare or _WORKER_PREPARE
+    return [(plan.path, list(read_file(parser_cls, opts, plan, prepare))) for plan in plans]
 
 
 def _batches(plans: list[TailPlan], size: int) -> list[list[TailPlan]]:
@@ -300,8 +318,8 @@ def _batches(plans: list[TailPlan], size: int) -> list[list[TailPlan]]:
     return out
 
 
-def _events_parallel(parser_cls: type[LineParser], opts: Any, plans: list[TailPlan],
-                     workers: int) -> Iterator[tuple[str, list[Any]]]:
+def _events_parallel(parser_cls: type[LineParser], opts: Any, plans: list[TailPlan], workers: int,
+                     prepare: Callable[[RecordBatch], RecordBatch] | None = None) -> Iterator[tuple[str, list[Any]]]:
     """Parse batches of files in worker processes, in order, with a bounded number in flight.
 
     The main process is busy turning rows into records and writing them, so parsing in other
@@ -312,7 +330,11 @@ def _events_parallel(parser_cls: type[LineParser], opts: Any, plans: list[TailPl
     from collections import deque
 
     method = "fork" if "fork" in mp.get_all_start_methods() else None
-    pool = mp.get_context(method).Pool(workers)
+    warm = getattr(prepare, "warm", None)
+    if callable(warm):
+        warm()  # e.g. the price book: loaded once, before the fork, and shared with the workers
+    # the workers inherit the host's preparation when forked; else the main process prepares
+    pool = mp.get_context(method).Pool(workers, _init_worker, (prepare if method == "fork" else None,))
     try:
         pending: deque[Any] = deque()  # AsyncResults of the workers, or results parsed here
         batches = iter(_batches(plans, PARALLEL_BATCH))
@@ -327,7 +349,7 @@ def _events_parallel(parser_cls: type[LineParser], opts: Any, plans: list[TailPl
                 # results still come out in file order: the same records, cursor and checkpoints)
                 nxt = next(batches, None)
                 if nxt is not None:
-                    pending.append(_read_batch(parser_cls, opts, nxt))
+                    pending.append(_read_batch(parser_cls, opts, nxt, prepare))
                     continue
             pending.popleft()
             results = head if isinstance(head, list) else head.get()
@@ -392,11 +414,12 @@ def ingest(
         return Cursor({"v": CURSOR_VERSION, "files": dict(files)})
 
     workers = WORKERS if WORKERS is not None else min((os.cpu_count() or 1) - 1, 3)
+    prepare = getattr(ctx, "prepare_batch", None) if to_batch is not None else None
     if todo >= (PARALLEL_MIN if parallel_min is None else parallel_min) and workers >= 1 and len(plans) > 1:
         per_file: Iterator[tuple[str, Iterable[tuple[Any, ...]]]] = _events_parallel(
-            parser_cls, opts, plans, workers)
+            parser_cls, opts, plans, workers, prepare)
     else:
-        per_file = ((p.path, read_file(parser_cls, opts, p)) for p in plans)
+        per_file = ((p.path, read_file(parser_cls, opts, p, prepare)) for p in plans)
 
     for path, events in per_file:
         ctx.progress.describe(os.path.basename(path))
@@ -405,7 +428,7 @@ def ingest(
             if kind == "rows" and to_batch is not None:
                 batch = to_batch(ev[1])
                 if full:
-                    batch = batch.subset(r for r in batch.rows if not (r[1] < lo or r[1] > hi))  # type: ignore[operator]
+                    batch = batch.pick(i for i, r in enumerate(batch.rows) if not (r[1] < lo or r[1] > hi))  # type: ignore[operator]
                 if batch.rows:
                     since_records += len(batch.rows)
                     yield batch

@@ -24,11 +24,15 @@ from .quota import insert_snapshot
 if TYPE_CHECKING:
     from . import Store
 
-__all__ = ["BATCH", "USAGE_COLUMNS", "NanoEstimate", "WriteSession"]
+__all__ = ["BATCH", "USAGE_COLUMNS", "NanoEstimate", "WriteSession", "encode_rows"]
 
 NanoEstimate = tuple[int, str, str]  # (cost in 10⁻⁹ of the currency, currency, basis)
 
 BATCH = 5000
+# The time index is rebuilt after a bulk load into an empty table (sorting once beats inserting
+# at random: a third of the load); a load killed before that leaves it to the next write session.
+START_INDEX = "idx_usage_start"
+_START_INDEX_SQL = f"CREATE INDEX IF NOT EXISTS {START_INDEX} ON usage (start_ts)"
 ROLL_MIN = 2000  # rows a transaction inserts before they go into the rollup as partial sums at once
 
 USAGE_COLUMNS = (
@@ -73,6 +77,37 @@ def _bulk_sql(source: str, kind: str, account: str | None, provider: str, fetche
     return _UPSERT_SQL.replace(", ".join("?" for _ in USAGE_COLUMNS), ", ".join(params[c] for c in USAGE_COLUMNS))
 
 
+def encode_rows(batch: RecordBatch, estimates: Sequence[NanoEstimate | None], source: str,
+                kind: str) -> tuple[tuple[Any, ...], ...]:
+    """A batch's rows in ``_BULK_COLUMNS`` form, with one estimate per row (or None).
+
+    The same id, columns and content hash as ``WriteSession._row`` gives each row's ``UsageRecord``,
+    built in one loop without a record per row; pure, so it may run where the batch was parsed.
+    """
+    account, provider = batch.account, batch.provider
+    id_prefix = f"{source}\x1f{account or ''}\x1f"
+    blake2b, dumps = hashlib.blake2b, json.dumps
+    out = []
+    for row, est in zip(batch.rows, estimates, strict=True):
+        key, start, model, project, session, agent, req, inp, out_t, cr, cw, rs, total, det = row
+        start_iso = (start.isoformat().replace("+00:00", "Z") if start.tzinfo is UTC else iso(start))
+        details = dumps(dict(det), sort_keys=True, default=str, separators=(",", ":")) if det else "{}"
+        # the tuple _row hashes for a record with end = start and no cost of its own
+        content: tuple[Any, ...] = (
+            kind, account, key, provider, model, project, session, start_iso, start_iso, req, None, inp,
+            out_t, cr, cw, rs, total, None, None, None, details,
+        )
+        if agent is not None:
+            content += (agent,)
+        nanos, currency, basis = est if est is not None else (None, None, None)
+        out.append((
+            blake2b((id_prefix + key).encode(), digest_size=16).hexdigest(), key, model, project, session,
+            agent, start_iso, int(start.timestamp()), req, inp, out_t, cr, cw, rs, total, nanos, currency,
+            basis, details, blake2b(repr(content).encode(), digest_size=12).hexdigest(),
+        ))
+    return tuple(out)
+
+
 class WriteSession:
     """Upserts one source run's records; commits with each cursor checkpoint."""
 
@@ -93,6 +128,8 @@ class WriteSession:
         self._in_tx = False
         self._max_rowid: int | None = None
         self._tx_rowid: int | None = None  # the highest rowid before this transaction's inserts
+        self._index_checked = False
+        self._index_dropped = False  # this session dropped the time index for a bulk load
         self._rolls = 0  # checkpoints that added partial rollup rows, over buckets _rolled (lo, hi)
         self._rolled: tuple[int, int] | None = None
 
@@ -117,42 +154,36 @@ class WriteSession:
         if len(self._pending) + len(self._bulk) >= BATCH:
             self.flush()
 
-    def add_rows(self, batch: RecordBatch, estimates: Sequence[NanoEstimate | None]) -> None:
+    @property
+    def encoding(self) -> tuple[str, str]:
+        """What ``encode_rows`` needs besides a batch: rows prepared with it are taken as they are."""
+        return (self.source, self.kind)
+
+    def add_rows(self, batch: RecordBatch, estimates: Sequence[NanoEstimate | None] | None = None) -> None:
         """Add a ``RecordBatch`` with one estimate per row (``(cost nanos, currency, basis)`` or None).
 
         The bulk form of ``add``: the same columns, content hash and row id as ``_row`` gives the
-        row's ``UsageRecord`` (tests prove it), built in one loop without a record per row. The
-        values shared by the whole batch are written into the statement instead of bound per row.
+        row's ``UsageRecord`` (tests prove it). A batch prepared for this session (``batch.prepared``
+        made by ``encode_rows`` with ``self.encoding``, e.g. in a worker process) is stored as it
+        is; else its rows are encoded here with ``estimates`` (None: no estimates).
         """
-        source, kind, account, provider = self.source, self.kind, batch.account, batch.provider
+        account, provider = batch.account, batch.provider
         if self._bulk and self._bulk_key != (account, provider):
             self.flush()
         if not self._bulk:
             self._bulk_key = (account, provider)
-            self._bulk_sql = _bulk_sql(source, kind, account, provider, self._fetched_at, self.machine)
-        id_prefix = f"{source}\x1f{account or ''}\x1f"
+            self._bulk_sql = _bulk_sql(self.source, self.kind, account, provider, self._fetched_at, self.machine)
+        prepared = batch.prepared
+        if prepared is not None and prepared[0] == self.encoding and len(prepared[1]) == len(batch.rows):
+            encoded = prepared[1]
+        else:
+            encoded = encode_rows(batch, estimates or [None] * len(batch.rows), *self.encoding)
         bulk, full = self._bulk, self._pending
-        blake2b, dumps = hashlib.blake2b, json.dumps
-        for row, est in zip(batch.rows, estimates, strict=True):
-            key, start, model, project, session, agent, req, inp, out, cr, cw, rs, total, det = row
-            start_iso = (start.isoformat().replace("+00:00", "Z") if start.tzinfo is UTC else iso(start))
-            details = dumps(dict(det), sort_keys=True, default=str, separators=(",", ":")) if det else "{}"
-            # the tuple _row hashes for a record with end = start and no cost of its own
-            content: tuple[Any, ...] = (
-                kind, account, key, provider, model, project, session, start_iso, start_iso, req, None, inp,
-                out, cr, cw, rs, total, None, None, None, details,
-            )
-            if agent is not None:
-                content += (agent,)
-            rid = blake2b((id_prefix + key).encode(), digest_size=16).hexdigest()
-            nanos, currency, basis = est if est is not None else (None, None, None)
+        for row in encoded:
+            rid = row[0]
             if full:
                 full.pop(rid, None)  # the same key added by add() in this batch: last one wins
-            bulk[rid] = (
-                rid, key, model, project, session, agent, start_iso, int(start.timestamp()), req, inp, out, cr,
-                cw, rs, total, nanos, currency, basis, details,
-                blake2b(repr(content).encode(), digest_size=12).hexdigest(),
-            )
+            bulk[rid] = row
             if len(bulk) + len(full) >= BATCH:
                 self.flush()
                 bulk, full = self._bulk, self._pending
@@ -197,6 +228,8 @@ class WriteSession:
             self._max_rowid = self.conn.execute("SELECT IFNULL(MAX(rowid), 0) FROM usage").fetchone()[0]
             if self._tx_rowid is None:
                 self._tx_rowid = self._max_rowid
+            if not self._index_checked:
+                self._check_index(len(bulk))
         # one statement per row: insert, or replace only when the content changed. New rows take
         # rowids above the old maximum (nothing is ever deleted), so the counts need no extra lookups.
         changed = self.conn.executemany(_UPSERT_SQL, rows).rowcount if rows else 0
@@ -208,6 +241,25 @@ class WriteSession:
         self.counts.new += new
         self.counts.updated += changed - new
         self.counts.unchanged += len(rows) + len(bulk) - changed
+
+    def _check_index(self, bulk: int) -> None:
+        """Drop the time index before a bulk load into an empty table; put it back if a killed load
+        left it missing."""
+        self._index_checked = True
+        has = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
+                                (START_INDEX,)).fetchone()
+        if self._max_rowid == 0 and bulk >= BATCH:
+            if has:
+                self.conn.execute(f"DROP INDEX {START_INDEX}")
+            self._index_dropped = True
+        elif not has:
+            self.conn.execute(_START_INDEX_SQL)
+
+    def _restore_index(self) -> None:
+        if self._index_dropped:
+            with _tx(self.store):
+                self.conn.execute(_START_INDEX_SQL)
+            self._index_dropped = False
 
     def checkpoint(self, cursor: Mapping[str, Any] | None) -> None:
         """Write pending rows and the cursor, then commit."""
@@ -256,6 +308,7 @@ class WriteSession:
     def finish(self, cursor: Mapping[str, Any] | None) -> None:
         self.checkpoint(cursor)
         self._compact()
+        self._restore_index()
         now = now_iso()
         self.conn.execute(
             "INSERT INTO source_state (source, last_success, last_error, updated_at) VALUES (?, ?, NULL, ?) "
@@ -271,3 +324,5 @@ class WriteSession:
             self._in_tx = False
             with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back on its own (disk full)
                 self.conn.execute("ROLLBACK")
+        with contextlib.suppress(Exception):  # else the next write session puts it back
+            self._restore_index()
