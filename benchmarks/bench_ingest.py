@@ -290,9 +290,23 @@ def _tokenmeter_bin() -> str:
     return str(exe) if exe.exists() else (shutil.which("tokenmeter") or "tokenmeter")
 
 
+def _compile_bytecode() -> None:
+    """Write the .pyc files an installed package has (an editable install under
+    PYTHONDONTWRITEBYTECODE would otherwise compile every module on each CLI start)."""
+    import importlib.util
+
+    dirs = []
+    for name in ("tokenmeter", "tokenmeter_plugins"):
+        spec = importlib.util.find_spec(name)
+        dirs += list(spec.submodule_search_locations or []) if spec else []
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *dirs], env=env, check=False, capture_output=True)
+
+
 def _compare(tree: Path, runs: int, install_ccusage: bool, want: int, allow_mismatch: bool) -> None:
     """Cold (fetch + first report) and warm (``--all``, nothing new) through the real CLI, median of
     ``runs``, each beside ccusage's full scan of the same tree when ccusage is there."""
+    _compile_bytecode()
     tm = _tokenmeter_bin()
     cold, cold_pss, warm, warm_pss = [], [], [], []
     for _ in range(runs):

@@ -16,9 +16,10 @@ from tokenmeter_plugins.dashscope_log import QwenCodeSource, tail
 from tokenmeter_plugins.dashscope_log.qwen_code import QwenParser
 
 from tokenmeter import InvalidRecord, PriceEntry, RecordBatch, Tier, UsageRecord, Window
-from tokenmeter.fetch import Pricer, make_pricer, run_one
+from tokenmeter.fetch import BatchPreparer, Pricer, make_pricer, run_one
 from tokenmeter.pricing import PriceBook
 from tokenmeter.store import Store, to_nanos
+from tokenmeter.store.session import WriteSession
 from tokenmeter.testing import fake_context
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -225,3 +226,94 @@ def test_a_batch_that_breaks_the_contract_in_a_worker_fails_the_run(tmp_path: Pa
         res = run_one(store, QwenCodeSource, {"roots": [str(tmp_path / "qwen")]}, ctx=fake_context("qwen-code"))
     assert res.status == "error"
     assert res.message == "invalid record field 'key' (from qwen-code): expected a non-empty str"
+
+
+def _has_time_index(store: Store) -> bool:
+    return store.conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'idx_usage_start'").fetchone() is not None
+
+
+def _rows(n: int, prefix: str = "k") -> RecordBatch:
+    return RecordBatch("acme", None, [(f"{prefix}{i}", T0 + timedelta(minutes=i % 5000), "m-a", None, None, None,
+                                       1, 10, 2, None, None, None, 12, None) for i in range(n)])
+
+
+def test_a_bulk_load_into_an_empty_table_rebuilds_the_time_index_at_the_end(tmp_path: Path):
+    with Store.open(tmp_path / "t.db") as store:
+        session = store.session("src", "log")
+        session.add_rows(_rows(12_000))
+        session.checkpoint({"at": 1})
+        assert not _has_time_index(store)  # committed rows, index still to come
+        session.finish({"at": 2})
+        assert _has_time_index(store)
+        plan = " ".join(str(r) for r in store.conn.execute(
+            "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM usage WHERE start_ts >= 0 AND start_ts < 10"))
+        assert "idx_usage_start" in plan
+        # a load into a table that holds rows keeps the index all along
+        session = store.session("src", "log")
+        session.add_rows(_rows(6_000, "more"))
+        session.checkpoint(None)
+        assert _has_time_index(store)
+        session.finish(None)
+        assert store.conn.execute("SELECT COUNT(*) FROM usage").fetchone() == (18_000,)
+
+
+def test_a_load_killed_before_the_index_came_back_is_repaired_by_the_next_write(tmp_path: Path):
+    store = Store.open(tmp_path / "t.db")
+    session = store.session("src", "log")
+    session.add_rows(_rows(6_000))
+    session.checkpoint({"at": 1})
+    store.conn.close()  # killed: no finish, no abort
+    with Store.open(tmp_path / "t.db") as store:
+        assert not _has_time_index(store)
+        assert store.get_cursor("src") == {"at": 1}
+        session = store.session("src", "log")
+        session.add_rows(_rows(3, "late"))
+        session.finish(None)
+        assert _has_time_index(store)
+        assert store.conn.execute("SELECT COUNT(*) FROM usage").fetchone() == (6_003,)
+        # and an aborted load puts it back at once
+        fresh = Store.open(tmp_path / "u.db")
+        s = fresh.session("src", "log")
+        s.add_rows(_rows(6_000))
+        s.abort()
+        assert _has_time_index(fresh) and fresh.conn.execute("SELECT COUNT(*) FROM usage").fetchone() == (0,)
+        fresh.close()
+
+
+def test_worker_processes_hand_over_batches_priced_and_encoded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    gen_logs().gen_qwen_code(tmp_path / "qwen", 1500, seed=3, days=2)
+    serial, counts = _fetch_table(tmp_path / "serial.db", tmp_path / "qwen")
+    stored: list[bool] = []
+    here: list[int] = []  # batches prepared in this process (a worker's calls land in its own copy)
+    add_rows, prepare = WriteSession.add_rows, BatchPreparer.__call__
+
+    def spy_add(self: WriteSession, batch: RecordBatch, estimates: Any = None) -> None:
+        stored.append(batch.prepared is not None and batch.prepared[0] == self.encoding)
+        add_rows(self, batch, estimates)
+
+    def spy_prepare(self: BatchPreparer, batch: RecordBatch) -> RecordBatch:
+        here.append(os.getpid())
+        return prepare(self, batch)
+
+    monkeypatch.setattr(WriteSession, "add_rows", spy_add)
+    monkeypatch.setattr(BatchPreparer, "__call__", spy_prepare)
+    monkeypatch.setattr(tail, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(tail, "PARALLEL_BATCH", 64 << 10)
+    monkeypatch.setattr(tail, "WORKERS", 2)
+    assert _fetch_table(tmp_path / "parallel.db", tmp_path / "qwen") == (serial, counts)
+    assert stored and all(stored)
+    assert len(here) < len(stored) / 2  # most came from the workers ready to store
+
+
+def test_a_batch_prepared_for_another_source_is_prepared_again(tmp_path: Path):
+    rows = _rows(10)
+    other = rows.with_prepared((("another", "log"), ((None,) * 20,) * 10))
+    with Store.open(tmp_path / "a.db") as a, Store.open(tmp_path / "b.db") as b:
+        for store, batch in ((a, rows), (b, other)):
+            s = store.session("src", "log")
+            s.add_rows(batch)
+            s.finish(None)
+        q = "SELECT id, key, start, content_hash FROM usage ORDER BY id"
+        assert a.conn.execute(q).fetchall() == b.conn.execute(q).fetchall()
+        assert len(a.conn.execute(q).fetchall()) == 10

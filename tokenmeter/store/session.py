@@ -86,24 +86,24 @@ def encode_rows(batch: RecordBatch, estimates: Sequence[NanoEstimate | None], so
     """
     account, provider = batch.account, batch.provider
     id_prefix = f"{source}\x1f{account or ''}\x1f"
+    # the repr of the tuple _row hashes for a record with end = start and no cost of its own, written
+    # out (tests compare it with _row's): the batch's constants once, an ISO time needs no escaping
+    head = f"({kind!r}, {account!r}, "
+    provider_r = f", {provider!r}, "
     blake2b, dumps = hashlib.blake2b, json.dumps
     out = []
     for row, est in zip(batch.rows, estimates, strict=True):
         key, start, model, project, session, agent, req, inp, out_t, cr, cw, rs, total, det = row
         start_iso = (start.isoformat().replace("+00:00", "Z") if start.tzinfo is UTC else iso(start))
         details = dumps(dict(det), sort_keys=True, default=str, separators=(",", ":")) if det else "{}"
-        # the tuple _row hashes for a record with end = start and no cost of its own
-        content: tuple[Any, ...] = (
-            kind, account, key, provider, model, project, session, start_iso, start_iso, req, None, inp,
-            out_t, cr, cw, rs, total, None, None, None, details,
-        )
-        if agent is not None:
-            content += (agent,)
+        content = (f"{head}{key!r}{provider_r}{model!r}, {project!r}, {session!r}, '{start_iso}', '{start_iso}', "
+                   f"{req!r}, None, {inp!r}, {out_t!r}, {cr!r}, {cw!r}, {rs!r}, {total!r}, None, None, None, "
+                   f"{details!r}" + (f", {agent!r})" if agent is not None else ")"))
         nanos, currency, basis = est if est is not None else (None, None, None)
         out.append((
             blake2b((id_prefix + key).encode(), digest_size=16).hexdigest(), key, model, project, session,
             agent, start_iso, int(start.timestamp()), req, inp, out_t, cr, cw, rs, total, nanos, currency,
-            basis, details, blake2b(repr(content).encode(), digest_size=12).hexdigest(),
+            basis, details, blake2b(content.encode(), digest_size=12).hexdigest(),
         ))
     return tuple(out)
 
