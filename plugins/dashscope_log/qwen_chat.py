@@ -15,12 +15,15 @@ Pairing an assistant line with its event: its parent is a recent event, or a rec
 has the same token numbers. Recent events are kept (bounded) in the per-file state, so the pairing
 is the same whether the two lines are read in one run or in two.
 
-Speed: most bytes are message text. Lines are found with ``bytes.find`` (memchr); only lines holding
-``"usageMetadata"``, the ``api_response`` marker or a token-count key are looked at closely. The
-fast paths match short top-level fields with anchored byte regexes and find event fields by key
-(a key in raw bytes ``"name":`` can only be structural: inside a JSON string the quotes are
-escaped); anything else goes to ``json.loads``. Lines with token counts in a shape not recognised
-here are reported as unrecognised usage (never silently dropped).
+Speed: most bytes are message text. Lines are found with ``bytes.find`` (memchr). The real client's
+head has fixed widths, so the type is read at a fixed offset and picks which bytes need a look:
+an event's fields right after the marker, an assistant line's usage at its end; user and tool-result
+lines are only checked for a glued record, and only other lines are searched whole for a token-count
+key. Every line ends where the general rule (token-count key or not) would take it. The fast paths
+match short top-level fields with anchored byte regexes and find event fields by key (a key in raw
+bytes ``"name":`` can only be structural: inside a JSON string the quotes are escaped); anything
+else goes to ``json.loads``. Lines with token counts in a shape not recognised here are reported as
+unrecognised usage (never silently dropped).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import json
 import os
 import re
 from collections import deque
+from datetime import UTC, datetime
 from typing import Any
 
 from . import qwen_shapes as S
@@ -39,6 +43,8 @@ from .qwen_tokens import text as _str
 from .tail import LineLocator
 
 __all__ = ["ChatParser", "Row"]
+
+_fromiso = datetime.fromisoformat
 
 # (key, start, model, project, session, input, output, cache_read, reasoning, total, note, agent)
 Row = tuple[Any, ...]
@@ -76,6 +82,7 @@ class ChatParser:
         self._ver_key = b""
         self._cwd_key = b""
         self._cwd_val: str | None = None
+        self._vc_key = b""  # the two as the client writes them (cwd, then version): one find for both
 
     def state(self) -> dict[str, Any] | None:
         out: dict[str, Any] = {}
@@ -97,9 +104,10 @@ class ChatParser:
             return
         self.recent[uuid] = (sig, key)
         self.pending += 1
-        self.order.append(uuid)
-        while len(self.order) > RECENT:
-            self.recent.pop(self.order.popleft(), None)
+        order = self.order
+        order.append(uuid)
+        while len(order) > RECENT:
+            self.recent.pop(order.popleft(), None)
 
     def _consume(self, uuid: str) -> bool:
         if uuid not in self.recent:
@@ -121,29 +129,59 @@ class ChatParser:
     def block(self, buf: bytes, end: int, base: int) -> list[Row]:
         rows: list[Row] = []
         find = buf.find
-        scan = S.SCAN.search
-        # One scan finds every line with a token-count key: ``...Count":`` (usageMetadata, events)
-        # or ``...okens":`` (other shapes); the line itself then says what it is. ``n`` is the
-        # position of the next such key (-1: none left in the block).
-        m = scan(buf, 0, end)
-        n = m.start() if m is not None else -1
+        head = S.HEAD.match
         has_nul = find(b"\x00", 0, end) != -1
         p = 0
         while p < end:
             e = find(b"\n", p, end)
-            if n != -1 and n < e:
-                if not has_nul or find(b"\x00", p, e) == -1:
-                    row = self._usage_line(buf, p, e, base)
-                    if row is not None:
-                        rows.append(row)
+            if e - p < S.HEAD_MIN or (has_nul and find(b"\x00", p, e) != -1):
+                row = self._plain(buf, p, e, base, True) if e > p else None
+            else:
+                # The real client's head has fixed widths: its type is at one of two offsets. This only
+                # picks which exact match to try; every path ends where _plain would.
+                c = buf[p + (S.TYPE_AT_NULL if buf[p + S.PARENT_AT] == 110 else S.TYPE_AT)]
+                row = None
+                if c == 115:  # "system"
+                    q = find(S.MARK_T_FULL, p + S.TYPE_AT_NULL, e)
+                    row = self._event_line(buf, p, e, q, base) if q != -1 else self._plain(buf, p, e, base)
+                elif c == 97 and (m := head(buf, p, e)) is not None and m[5] == b"assistant":
+                    # the usage near the end has a token-count key: no need to scan the message for one
+                    u = buf.rfind(b',"usageMetadata":{', m.end(), e)
+                    if u != -1 and find(b'ount":', u, e) != -1:
+                        row = self._usage_line(buf, p, e, base, m, u)
+                    else:
+                        row = self._plain(buf, p, e, base)
+                elif c in b"ut" and buf[e - 1] == 125 and find(b'{"uuid":"', p + 1, e) == -1 \
+                        and (m := head(buf, p, e)) is not None and m[5] in S.NOT_CALLS_B:
+                    pass  # never a call, token counts or not (a user line; the agent tool's result)
                 else:
-                    self._skip(base + p, "NUL bytes")
-                m = scan(buf, e, end)
-                n = m.start() if m is not None else -1
-            elif e > p and (buf[p] != 123 or buf[e - 1] != 125 or (has_nul and find(b"\x00", p, e) != -1)):
-                self._check_other(buf[p:e], base + p)  # not "{...}": is it JSON at all?
+                    row = self._plain(buf, p, e, base, True)
+            if row is not None:
+                rows.append(row)
             p = e + 1
         return rows
+
+    def _event_line(self, buf: bytes, s: int, e: int, q: int, base: int) -> Row | None:
+        """A system line with the api_response marker at ``q`` (the first one from the type on)."""
+        m = S.HEAD.match(buf, s, e)
+        # the first marker after the head, the real client's key order: _usage_line would take _std_event
+        if m is None or m[5] != b"system" or not s + S.TYPE_AT_NULL <= m.end() <= q \
+                or (sm := S.EV_STD.match(buf, q, e)) is None or buf[e - 1] not in b"} \t\r" \
+                or buf.find(b"\\", s, m.end()) != -1:
+            return self._plain(buf, s, e, base)
+        row = self._std_event(buf, s, e, m, sm, q, base)  # None: the json path, as _usage_line takes it
+        return self._usage_line(buf, s, e, base) if row is None else row or None
+
+    def _plain(self, buf: bytes, s: int, e: int, base: int, nul: bool = False) -> Row | None:
+        """Any line (``nul``: it may hold NUL bytes): with a token-count key looked at closely, else checked."""
+        if nul and buf.find(b"\x00", s, e) != -1:
+            self._skip(base + s, "NUL bytes")
+            return None
+        if buf.find(S.SCAN_A, s, e) != -1 or buf.find(S.SCAN_B, s, e) != -1:
+            return self._usage_line(buf, s, e, base)
+        if buf[s] != 123 or buf[e - 1] != 125:
+            self._check_other(buf[s:e], base + s)  # not "{...}": is it JSON at all?
+        return None
 
     def tail(self, data: bytes, base: int) -> list[Row]:
         # An unterminated last line is counted only if it is complete JSON; never skipped as bad.
@@ -190,15 +228,20 @@ class ChatParser:
         if unrecognised_usage(obj) and len(self.unrecognised) < 3:
             self.unrecognised.append(self.locator.where(offset))
 
-    def _usage_line(self, buf: bytes, s: int, e: int, base: int) -> Row | None:
-        """A line with a token-count key: an assistant line, an event, or something else."""
-        m = S.HEAD.match(buf, s, e)
+    def _usage_line(self, buf: bytes, s: int, e: int, base: int, m: re.Match[bytes] | None = None,
+                    u: int = -2) -> Row | None:
+        """A line with a token-count key: an assistant line, an event, or something else.
+
+        ``m``: the line's HEAD match if taken already; ``u``: where its usage is (-1: none), if known.
+        """
+        if m is None:
+            m = S.HEAD.match(buf, s, e)
         if m is not None:
             typ = m[5]
             if typ == b"assistant":
                 parent = m[2]
                 if parent is not None and self.recent and buf[e - 1] == 125 \
-                        and buf.rfind(b',"usageMetadata":{', m.end(), e) != -1 \
+                        and (u if u != -2 else buf.rfind(b',"usageMetadata":{', m.end(), e)) != -1 \
                         and self._consume(parent.decode("ascii", "replace")):
                     # the assistant line right after its event: that event counted the call (a torn
                     # copy of the line never ends in "}" after its usage, so it cannot take the pairing)
@@ -214,7 +257,7 @@ class ChatParser:
                     row = self._fast_event(buf, s, e, m, q, base)
                     if row is not None:
                         return row or None
-                elif buf.find(S.MARK_T, m.end(), e) == -1 and S.GENERIC.search(buf, s, e) is None \
+                elif buf.find(S.MARK_T, m.end(), e) == -1 and not S.has_generic(buf, s, e) \
                         and buf.find(b'{"uuid":"', s + 1, e) == -1:
                     return None  # e.g. an attribution snapshot's promptCount: not token counts
             elif typ in S.NOT_CALLS_B and buf.find(b'{"uuid":"', s + 1, e) == -1:
@@ -244,6 +287,7 @@ class ChatParser:
         vm = S.HEAD_VERSION.search(buf, s, stop)
         if vm is not None:
             self._ver_key = vm[0]
+            self._vc_key = self._cwd_key + vm[0][1:] if self._cwd_key else b""
             if len(self.versions) < 32:
                 self.versions.add(vm[1].decode("ascii", "replace"))
 
@@ -304,23 +348,39 @@ class ChatParser:
         if buf.find(b"\\", s, m.end()) != -1 or buf[e - 1] not in b"} \t\r":
             return None
         sm = S.EV_STD.match(buf, q, e)
+        if sm is not None:  # the real client's key order
+            return self._std_event(buf, s, e, m, sm, q, base)
         try:
             uuid_b, _parent, session_b, line_ts = m.group(1, 2, 3, 4)
             self._version(buf, s, q)
-            if sm is None:  # another key order: find each field by key
-                vals = self._event_fields(buf, q, e)
-                if vals is None:
-                    return None
-                ev = {k: (int(v) if k in S.EV_INT else v.decode()) for k, v in vals.items()}
-                row = self._event(uuid_b.decode(), session_b.decode(), line_ts.decode(),
-                                  self._cwd(buf, s, q), ev, base + s)
-                return row if row is not None else False
-            # the real client's key order: one regex, then the agent near the end of the line
+            vals = S.event_fields(buf, q, e)  # another key order: find each field by key
+            if vals is None:
+                return None
+            ev = {k: (int(v) if k in S.EV_INT else v.decode()) for k, v in vals.items()}
+            row = self._event(uuid_b.decode(), session_b.decode(), line_ts.decode(),
+                              self._cwd(buf, s, q), ev, base + s)
+            return row if row is not None else False
+        except UnicodeDecodeError:
+            self._skip(base + s, "not UTF-8")
+        except ValueError as err:
+            self._skip(base + s, str(err))
+        return False
+
+    def _std_event(self, buf: bytes, s: int, e: int, m: re.Match[bytes], sm: re.Match[bytes], q: int,
+                   base: int) -> Row | None | bool:
+        """An event in the real client's key order: ``m`` is the head, ``sm`` the EV_STD match at ``q``."""
+        try:
+            uuid_b, session_b = m.group(1, 3)
+            if self._vc_key and buf.find(self._vc_key, s, q) != -1:
+                cwd = self._cwd_val  # the cwd and version of the line before: the usual case
+            else:
+                cwd = None
+                self._version(buf, s, q)
             ts_b, rid_b, model_b, status_b, p_b, c_b, k_b, t_b, total_b = sm.groups()
-            if not 200 <= int(status_b) < 300:
+            if status_b != b"200" and not 200 <= int(status_b) < 300:
                 return False  # an error response: not usage
-            pid = buf.rfind(b',"prompt_id":"', sm.end(), e)
-            a = buf.find(S.AGENT_KEY, pid if pid != -1 else sm.end(), e)
+            pid = buf.rfind(b',"prompt_id":"', end := sm.end(), e)  # the agent is near the end
+            a = buf.find(S.AGENT_KEY, pid if pid != -1 else end, e)
             agent = MAIN
             if a != -1:
                 a += len(S.AGENT_KEY)
@@ -328,13 +388,22 @@ class ChatParser:
                 if j == -1 or buf.find(b"\\", a, j) != -1:
                     return None
                 agent = buf[a:j].decode() or MAIN
-            p, c, total = int(p_b), int(c_b), int(total_b)
-            inp, out, cached, reasoning, note = tokens_from_counts(p, c, int(t_b), int(k_b), total)
-            start = _parse_ts(ts_b.decode())
+            p, c, total, t, k = int(p_b), int(c_b), int(total_b), int(t_b), int(k_b)
+            if not t and k <= p and (p or c) and len(total_b) < 13 and len(p_b) < 13 and len(c_b) < 13:
+                inp, out, cached, reasoning, note = p, c, k, t, None  # what tokens_from_counts gives then
+            else:
+                inp, out, cached, reasoning, note = tokens_from_counts(p, c, t, k, total)
+            ts = ts_b.decode()
+            try:  # the usual "...Z" without parse_ts's two calls; else its rules and messages
+                start = _fromiso(ts)
+                start = start if start.tzinfo is UTC else _parse_ts(ts)
+            except ValueError:
+                start = _parse_ts(ts)
             uuid = uuid_b.decode()
             key = "r:" + rid_b.decode() if rid_b else "t:" + uuid
             self._remember(uuid, (p, c, total), key)
-            return (key, start, model_b.decode() or None, self._cwd(buf, s, q) or self.project_dir,
+            return (key, start, model_b.decode() or None,
+                    (cwd if cwd is not None else self._cwd(buf, s, q)) or self.project_dir,
                     session_b.decode() or None, inp, out, cached, reasoning, total, note, agent)
         except UnicodeDecodeError:
             self._skip(base + s, "not UTF-8")
@@ -350,30 +419,8 @@ class ChatParser:
         if cm is None:
             return None
         self._cwd_key, self._cwd_val = cm[0] + b",", cm[1].decode()
+        self._vc_key = self._cwd_key + self._ver_key[1:] if self._ver_key else b""
         return self._cwd_val
-
-    @staticmethod
-    def _event_fields(buf: bytes, q: int, e: int) -> dict[str, Any] | None:
-        """Event fields found by key, in any order; None = let json.loads decide."""
-        vals: dict[str, Any] = {}
-        for name, key in S.EV_STR.items():
-            i = buf.find(key, q, e)
-            if i == -1:
-                continue
-            i += len(key)
-            j = buf.find(b'"', i, e)
-            if j == -1 or buf.find(b"\\", i, j) != -1:
-                return None
-            vals[name] = buf[i:j]
-        for name, key in S.EV_INT.items():
-            i = buf.find(key, q, e)
-            if i == -1:
-                continue
-            im = S.INT.match(buf, i + len(key), e)
-            if im is None:
-                return None  # null, a float, a negative number: the json path decides
-            vals[name] = int(im[1])
-        return vals
 
     def _from_obj(self, obj: dict[str, Any], offset: int) -> Row | None:
         typ = obj.get("type")
@@ -442,8 +489,8 @@ class ChatParser:
                    forked_from: str | None = None) -> Row | None:
         tokens, note = usage_to_tokens(um)
         start = _parse_ts(ts)
-        sig = (_count(um, "promptTokenCount") or 0, _count(um, "candidatesTokenCount") or 0,
-               _count(um, "totalTokenCount") or 0)
+        # usage_to_tokens checked the counts: plain gets
+        sig = (um.get("promptTokenCount") or 0, um.get("candidatesTokenCount") or 0, um.get("totalTokenCount") or 0)
         if self._paired(parent, sig):
             return None  # its api_response event already counted this call
         if forked_from is not None and forked_from in self.sessions:

@@ -7,6 +7,7 @@ escaped. Anything that does not fit these exact shapes goes to ``json.loads``.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 MARK_A = b'"usageMetadata"'
 # the prefix also finds renamed events (e.g. api_response_v2), which are reported as unrecognised
@@ -16,10 +17,6 @@ MARK_T_FULL = MARK_T + b'"'
 GENERIC_MARKS = (b'TokenCount":', b'token_count":', b'Tokens":', b'_tokens":')
 SCAN_A = b'ount":'  # the end of every ...TokenCount / ..._token_count key
 SCAN_B = b'okens":'  # ...Tokens / ..._tokens keys
-# both at once, in one pass: a search for '":' that looks back for either ending finds the same
-# places as two bytes.find scans at half their cost (most bytes are message text)
-SCAN = re.compile(rb'":(?:(?<=ount":)|(?<=okens":))')
-GENERIC = re.compile(rb'(?:TokenCount|token_count|Tokens|_tokens)":')
 
 HEAD = re.compile(
     rb'\{"uuid":"([^"]+)","parentUuid":(?:null|"([^"]*)"),"sessionId":"([^"]*)",'
@@ -56,4 +53,40 @@ EV_STD = re.compile(
     rb'"model":"([^"\\]*)","status_code":(\d{1,4}),"duration_ms":\d+,"input_token_count":(\d{1,15}),'
     rb'"output_token_count":(\d{1,15}),"cached_content_token_count":(\d{1,15}),'
     rb'"thoughts_token_count":(\d{1,15}),"total_token_count":(\d{1,15})[,}]')
+# The real client's head has fixed widths (uuids, timestamp): the type starts at one of two offsets,
+# by whether parentUuid is null. Only a hint for which exact match to try.
+PARENT_AT = len(b'{"uuid":"') + 36 + len(b'","parentUuid":')
+TYPE_AT_NULL = PARENT_AT + len(b'null,"sessionId":"') + 36 + len(b'","timestamp":"') + 24 + len(b'","type":"')
+TYPE_AT = TYPE_AT_NULL + 34  # '"' + 36 + '"' instead of null
+HEAD_MIN = TYPE_AT + 3  # shorter lines take the general path
 AGENT_KEY = b'"subagent_name":"'
+
+
+def has_generic(buf: bytes, s: int, e: int) -> bool:
+    """Any of ``GENERIC_MARKS`` in ``buf[s:e]``? (four finds: a regex of alternatives tries every byte)"""
+    a, b, c, d = GENERIC_MARKS
+    find = buf.find
+    return find(a, s, e) != -1 or find(b, s, e) != -1 or find(c, s, e) != -1 or find(d, s, e) != -1
+
+
+def event_fields(buf: bytes, q: int, e: int) -> dict[str, Any] | None:
+    """Event fields found by key, in any order; None = let json.loads decide."""
+    vals: dict[str, Any] = {}
+    for name, key in EV_STR.items():
+        i = buf.find(key, q, e)
+        if i == -1:
+            continue
+        i += len(key)
+        j = buf.find(b'"', i, e)
+        if j == -1 or buf.find(b"\\", i, j) != -1:
+            return None
+        vals[name] = buf[i:j]
+    for name, key in EV_INT.items():
+        i = buf.find(key, q, e)
+        if i == -1:
+            continue
+        im = INT.match(buf, i + len(key), e)
+        if im is None:
+            return None  # null, a float, a negative number: the json path decides
+        vals[name] = int(im[1])
+    return vals
