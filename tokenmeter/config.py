@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import platformdirs
-
 from .dburl import has_password, is_url
 from .errors import ConfigError
 
@@ -56,11 +54,19 @@ def _home() -> Path | None:
 
 
 def config_dir() -> Path:
-    return _home() or Path(platformdirs.user_config_dir(APP))
+    return _home() or Path(_platformdirs().user_config_dir(APP))
 
 
 def data_dir() -> Path:
-    return _home() or Path(platformdirs.user_data_dir(APP))
+    return _home() or Path(_platformdirs().user_data_dir(APP))
+
+
+def _platformdirs() -> Any:
+    # imported when asked: with TOKENMETER_HOME set (tests, containers) no run needs it, and it
+    # costs a report's start-up a few milliseconds
+    import platformdirs
+
+    return platformdirs
 
 
 def private_dir(folder: Path) -> Path:

@@ -8,7 +8,6 @@ escapes, number and money formats) live in ``output``; every path here goes thro
 from __future__ import annotations
 
 import json
-import shutil
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -77,6 +76,8 @@ def render(view: View, fmt: str) -> str:
 
 def terminal_width() -> int:
     """The terminal's width in columns: ``COLUMNS`` if set, else the terminal's, else 80."""
+    import shutil  # only tables ask: shutil pulls in the compression modules
+
     return shutil.get_terminal_size().columns
 
 

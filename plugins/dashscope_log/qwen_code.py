@@ -238,35 +238,21 @@ class QwenParser:
         return ChatParser(path, start, state, opts)
 
 
-def _entries(path: str, blocked: list[str], seen: list[tuple[str, int]] | None = None) -> list[os.DirEntry[str]]:
-    """A folder's entries; one that exists but cannot be listed goes to ``blocked`` (never skipped
-    quietly). ``seen`` collects (folder, mtime): a file added or removed changes its folder's."""
-    try:
-        if seen is not None:
-            seen.append((path, os.stat(path).st_mtime_ns))
-        with os.scandir(path) as it:
-            entries = sorted(it, key=lambda e: e.name)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    except OSError:
-        blocked.append(path)
-        return []
-    if not paths._access(path, os.R_OK | os.X_OK):  # root lists anything: the permission decides
-        blocked.append(path)
-        return []
-    return entries
+def _entries(path: str, blocked: list[str], seen: list[tuple[str, int]] | None = None,
+             cache: paths.FolderCache | None = None) -> paths.Folder:
+    """A folder's sub-folders and JSONL files (``paths.list_folder``: one that cannot be listed goes
+    to ``blocked``; ``seen`` collects (folder, mtime); ``cache`` spares listing unchanged folders)."""
+    return paths.list_folder(path, blocked, seen, cache)
 
 
-def _jsonl(entries: list[os.DirEntry[str]]) -> list[str]:
-    out = []
-    for e in entries:
-        if e.name.endswith(".jsonl") and e.is_file():
-            out.append(e.path if paths._access(e.path, os.R_OK) else Unreadable(e.path))
-    return out
+def _jsonl(folder: paths.Folder) -> list[str]:
+    # the paths DirEntry.path would give; a plain concatenation: a warm walk makes thousands
+    access, prefix = paths._access, os.path.join(folder.path, "")
+    return [p if access(p, os.R_OK) else Unreadable(p) for p in [prefix + name for name in folder.jsonl]]
 
 
 def _scan_root(root: str, chats: list[str], ledgers: list[str], transcripts: list[str], other: list[str],
-               seen: list[tuple[str, int]] | None = None) -> None:
+               seen: list[tuple[str, int]] | None = None, cache: paths.FolderCache | None = None) -> None:
     """One walk of a root with ``scandir`` (a warm run only stats what it finds: no globbing).
 
     ``projects/<p>/chats/*.jsonl`` and ``chats/archive/``, ``projects/<p>/subagents/**.jsonl``,
@@ -274,25 +260,21 @@ def _scan_root(root: str, chats: list[str], ledgers: list[str], transcripts: lis
     for usage this reader would miss). Folders that cannot be listed come back ``Unreadable``.
     """
     blocked: list[str] = []
-    for project in _entries(os.path.join(root, "projects"), blocked, seen):
-        if not project.is_dir():
-            continue
-        for d in _entries(project.path, blocked, seen):
-            if not d.is_dir():
-                continue
-            if d.name == "chats":
-                inside = _entries(d.path, blocked, seen)
+    top = _entries(os.path.join(root, "projects"), blocked, seen, cache)
+    for project in (os.path.join(top.path, name) for name in top.dirs):
+        for d in _entries(project, blocked, seen, cache).dirs:
+            path = os.path.join(project, d)
+            if d == "chats":
+                inside = _entries(path, blocked, seen, cache)
                 chats += _jsonl(inside)
-                for a in inside:
-                    if a.name == "archive" and a.is_dir():
-                        chats += _jsonl(_entries(a.path, blocked, seen))
-            elif d.name == "subagents":
-                for session in _entries(d.path, blocked, seen):
-                    if session.is_dir():
-                        transcripts += _jsonl(_entries(session.path, blocked, seen))
+                if "archive" in inside.dirs:
+                    chats += _jsonl(_entries(os.path.join(path, "archive"), blocked, seen, cache))
+            elif d == "subagents":
+                for session in _entries(path, blocked, seen, cache).dirs:
+                    transcripts += _jsonl(_entries(os.path.join(path, session), blocked, seen, cache))
             else:
-                other.append(d.path)
-    ledgers += [p for p in _jsonl(_entries(os.path.join(root, "usage"), blocked, seen))
+                other.append(path)
+    ledgers += [p for p in _jsonl(_entries(os.path.join(root, "usage"), blocked, seen, cache))
                 if os.path.basename(p).startswith("token-usage-")]
     chats += (Unreadable(b) for b in blocked)
 
@@ -363,8 +345,13 @@ class QwenCodeSource(Source):
         transcripts: list[str] = []
         self._other_dirs: list[str] = []
         self._seen_dirs: list[tuple[str, int]] = []
+        if getattr(self, "_folders", None) is None:  # the listings of the last run (a host's data folder)
+            data = self.ctx.data_dir
+            self._folders = paths.FolderCache(os.path.join(data, "folders.json") if data else None)
+        self._folders.begin()
         for r in roots:
-            _scan_root(r, chats, ledgers, transcripts, self._other_dirs, self._seen_dirs)
+            _scan_root(r, chats, ledgers, transcripts, self._other_dirs, self._seen_dirs, self._folders)
+        self._folders.save()
         return chats, ledgers, transcripts, roots
 
     def available(self) -> str | None:

@@ -6,6 +6,7 @@ module has no side effects and plugin commands appear through ``register_command
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sqlite3
@@ -26,8 +27,23 @@ USAGE_ERROR = 64
 INTERRUPTED = 130
 
 
+# The built-in commands by name: (module under tokenmeter.cli, attribute). Each module is imported
+# when its command is first looked up or listed: the bare report (the common run) then never pays
+# for the imports of budgets, the dashboard, merging, plugin installs and the rest.
+BUILTIN_COMMANDS = {
+    "report": ("report", "report_cmd"), "fetch": ("fetch", "fetch_cmd"), "sources": ("sources", "sources_cmd"),
+    "plugins": ("plugin_install", "plugins_group"), "quota": ("quota", "quota_cmd"),
+    "prices": ("prices", "prices_cmd"), "reprice": ("prices", "reprice_cmd"), "demo": ("demo", "demo_cmd"),
+    "db": ("db", "db_group"), "budget": ("budget", "budget_cmd"), "forecast": ("forecast", "forecast_cmd"),
+    "dashboard": ("dashboard", "dashboard_cmd"), "reconcile": ("reconcile", "reconcile_cmd"),
+    "metrics": ("metrics", "metrics_cmd"), "daily": ("report", "alias_cmds"), "weekly": ("report", "alias_cmds"),
+    "monthly": ("report", "alias_cmds"), "session": ("report", "alias_cmds"),
+    "statusline": ("statusline", "statusline_cmd"), "watch": ("watch", "watch_cmd"),
+}
+
+
 class RootGroup(click.Group):
-    """Loads plugin commands on first use and maps errors to tokenmeter's exit codes."""
+    """Loads built-in and plugin commands on first use and maps errors to tokenmeter's exit codes."""
 
     def _load_plugin_commands(self) -> None:
         # once per plugin (and again after plugin_manager.reset()); a failing plugin is reported
@@ -35,12 +51,26 @@ class RootGroup(click.Group):
 
         load_commands(self)
 
+    def _builtin(self, name: str) -> click.Command | None:
+        """The built-in command ``name``, imported now; a command already added under that name (a
+        plugin's, which replaces the built-in as it always did) is kept."""
+        if name in self.commands or name not in BUILTIN_COMMANDS:
+            return self.commands.get(name)
+        module, attr = BUILTIN_COMMANDS[name]
+        found = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+        for command in found if isinstance(found, list) else [found]:
+            if command.name == name:
+                self.add_command(command)
+        return self.commands.get(name)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._load_plugin_commands()
+        for name in BUILTIN_COMMANDS:
+            self._builtin(name)
         return super().list_commands(ctx)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        cmd = super().get_command(ctx, cmd_name)
+        cmd = self._builtin(cmd_name)
         if cmd is None:
             self._load_plugin_commands()
             cmd = super().get_command(ctx, cmd_name)
@@ -168,30 +198,3 @@ def _given(ctx: click.Context, names: list[str]) -> list[str]:
             if param.opts[0] not in out:
                 out.append(param.opts[0])
     return out
-
-
-def _register_builtin_commands() -> None:
-    from .budget import budget_cmd
-    from .dashboard import dashboard_cmd
-    from .db import db_group
-    from .demo import demo_cmd
-    from .fetch import fetch_cmd
-    from .forecast import forecast_cmd
-    from .metrics import metrics_cmd
-    from .plugin_install import plugins_group
-    from .prices import prices_cmd, reprice_cmd
-    from .quota import quota_cmd
-    from .reconcile import reconcile_cmd
-    from .report import alias_cmds, report_cmd
-    from .sources import sources_cmd
-    from .statusline import statusline_cmd
-    from .watch import watch_cmd
-
-    for command in (report_cmd, fetch_cmd, sources_cmd, plugins_group, quota_cmd, prices_cmd,
-                    reprice_cmd, demo_cmd, db_group, budget_cmd, forecast_cmd, dashboard_cmd, reconcile_cmd,
-                    metrics_cmd, *alias_cmds, statusline_cmd,
-                    watch_cmd):
-        cli.add_command(command)
-
-
-_register_builtin_commands()

@@ -1,0 +1,223 @@
+"""A warm run (nothing new in the logs) does little: folder listings come from the last walk while
+their folders are unchanged, entry points are read without importlib.metadata, and the bare
+report imports none of the other commands. Each shortcut must give what the long way gives."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from helpers_host import cli_run
+from tokenmeter_plugins.dashscope_log import QwenCodeSource, paths
+
+from tokenmeter import Window
+from tokenmeter import plugin_manager as pmod
+from tokenmeter.sources import SourceContext
+
+
+def chat_line(uuid: str, session: str, prompt: int) -> str:
+    return json.dumps({"uuid": uuid, "parentUuid": None, "sessionId": session, "timestamp": "2026-03-03T10:00:00Z",
+                       "type": "assistant", "cwd": "/w", "model": "qwen-max",
+                       "message": {"role": "model", "parts": [{"text": "x"}]},
+                       "usageMetadata": {"promptTokenCount": prompt, "candidatesTokenCount": 1,
+                                         "totalTokenCount": prompt + 1, "cachedContentTokenCount": 0}})
+
+
+def write_chat(root: Path, project: str, session: str, prompt: int) -> Path:
+    chats = root / "projects" / project / "chats"
+    chats.mkdir(parents=True, exist_ok=True)
+    path = chats / f"{session}.jsonl"
+    path.write_text(chat_line(f"u-{session}", session, prompt) + "\n")
+    return path
+
+
+def source(root: Path, data: Path) -> QwenCodeSource:
+    ctx = SourceContext("qwen-code", now=datetime(2030, 1, 1, tzinfo=UTC), data_dir=data)
+    return QwenCodeSource(QwenCodeSource.Settings(roots=[str(root)]), ctx)
+
+
+def keys(src: QwenCodeSource) -> list[str]:
+    batches = src.fetch_batches(Window(None, datetime(2030, 1, 1, tzinfo=UTC)), {})
+    return sorted(r[0] for b in batches if hasattr(b, "rows") for r in b.rows)
+
+
+# -- folder listings ------------------------------------------------------------------------------
+@pytest.fixture
+def no_racy_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the tree is made by the test a moment ago: trust its folders at once (the kernel's coarse
+    # clock still needs the short sleeps below between changes)
+    monkeypatch.setattr(paths.FolderCache, "RACY_NS", 0)
+
+
+def test_unchanged_folders_are_not_listed_again(tmp_path: Path, no_racy_window: None,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    root, data = tmp_path / "q", tmp_path / "data"
+    write_chat(root, "-a", "s1", 10)
+    write_chat(root, "-b", "s2", 20)
+    assert source(root, data).available() is None
+    stored = json.loads((data / "folders.json").read_text())
+    assert str(root / "projects" / "-a" / "chats") in stored["folders"]
+    assert (data / "folders.json").stat().st_mode & 0o777 == 0o600
+
+    listed: list[str] = []
+    real = os.scandir
+
+    def counting(path: str) -> object:
+        listed.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(paths.os, "scandir", counting)
+    src = source(root, data)  # a new run: the listings come from the file
+    assert src.available() is None and listed == []
+    assert keys(src) == ["u-s1", "u-s2"]
+
+    time.sleep(0.05)  # folder times tick in milliseconds
+    write_chat(root, "-a", "s3", 30)  # a new file changes its folder, and only that one is listed
+    src = source(root, data)
+    assert src.available() is None
+    assert listed == [str(root / "projects" / "-a" / "chats")]
+    assert keys(src) == ["u-s1", "u-s2", "u-s3"]
+
+
+def test_a_walk_with_the_cache_finds_what_a_walk_without_it_finds(tmp_path: Path, no_racy_window: None) -> None:
+    root, data = tmp_path / "q", tmp_path / "data"
+    write_chat(root, "-a", "s1", 10)
+    (root / "projects" / "-a" / "chats" / "archive").mkdir()
+    write_chat(root, "-a", "s0", 5).rename(root / "projects" / "-a" / "chats" / "archive" / "s0.jsonl")
+    sub = root / "projects" / "-a" / "subagents" / "s9"
+    sub.mkdir(parents=True)
+    (sub / "agent-x.jsonl").write_text("")
+    (sub / "agent-x.meta.json").write_text("{}")
+    (root / "projects" / "-a" / "elsewhere").mkdir()
+    (root / "usage").mkdir()
+    (root / "usage" / "token-usage-2026-03.jsonl").write_text("")
+    (root / "usage" / "other.jsonl").write_text("")
+    (root / "projects" / "-a" / "chats" / "linked.jsonl").symlink_to(root / "usage" / "other.jsonl")
+
+    def layout(src: QwenCodeSource) -> tuple[object, ...]:
+        return (*src._layout(), src._other_dirs, src._seen_dirs)
+
+    plain = layout(source(root, data))  # lists every folder, writes the file
+    assert layout(source(root, data)) == plain  # from the file
+    assert layout(QwenCodeSource(QwenCodeSource.Settings(roots=[str(root)]),
+                                 SourceContext("qwen-code"))) == plain  # no data folder: no file
+    chats, ledgers, transcripts, _ = plain[:4]  # type: ignore[misc]
+    assert [os.path.basename(p) for p in chats] == ["linked.jsonl", "s1.jsonl", "s0.jsonl"]
+    assert ledgers == [str(root / "usage" / "token-usage-2026-03.jsonl")]
+    assert transcripts == [str(sub / "agent-x.jsonl")]
+    # a folder holding a link is listed every time (the link's target may change on its own)
+    assert str(root / "projects" / "-a" / "chats") not in json.loads((data / "folders.json").read_text())["folders"]
+
+
+def test_a_folder_that_just_changed_is_listed_again_next_time(tmp_path: Path) -> None:
+    root, data = tmp_path / "q", tmp_path / "data"
+    write_chat(root, "-a", "s1", 10)
+    assert source(root, data).available() is None
+    # everything here changed less than RACY_NS ago: a change in the same clock tick would not show
+    assert not (data / "folders.json").exists()
+
+
+@pytest.mark.parametrize("content", ["", "not json", "[]", '{"v": 1, "folders": []}', '{"v": 99, "folders": {}}',
+                                     '{"v": 1, "folders": {"%s": [1, 2]}}'])
+def test_a_broken_cache_file_is_ignored(tmp_path: Path, no_racy_window: None, content: str) -> None:
+    root, data = tmp_path / "q", tmp_path / "data"
+    write_chat(root, "-a", "s1", 10)
+    data.mkdir()
+    (data / "folders.json").write_text(content.replace("%s", str(root / "projects")))
+    src = source(root, data)
+    assert src.available() is None
+    assert keys(src) == ["u-s1"]
+    assert json.loads((data / "folders.json").read_text())["v"] == paths.FolderCache.VERSION
+
+
+def test_an_unwritable_data_folder_only_costs_the_listing(tmp_path: Path, no_racy_window: None) -> None:
+    root = tmp_path / "q"
+    write_chat(root, "-a", "s1", 10)
+    (tmp_path / "file").write_text("")
+    src = source(root, tmp_path / "file" / "data")  # cannot be made: a file is in the way
+    assert src.available() is None and keys(src) == ["u-s1"]
+
+
+def test_permissions_are_checked_even_when_the_listing_is_kept(tmp_path: Path, no_racy_window: None,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    root, data = tmp_path / "q", tmp_path / "data"
+    write_chat(root, "-a", "s1", 10)
+    write_chat(root, "-b", "s2", 20)
+    assert source(root, data).available() is None
+    denied = str(root / "projects" / "-b" / "chats")
+    real = paths._access
+    monkeypatch.setattr(paths, "_access", lambda p, mode: p != denied and real(p, mode))
+    with pytest.raises(paths.SourceDataError, match="cannot read .*/projects/-b/chats: permission denied"):
+        source(root, data).available()
+
+
+# -- entry points ---------------------------------------------------------------------------------
+def test_entry_points_are_those_importlib_metadata_finds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, eps in (("zz-first", "[tokenmeter]\nfirst = zz_first_mod:attr.inner\n# a comment\n\n[other]\nx = y\n"),
+                      ("ZZ_First", "[tokenmeter]\nshadowed = never\n"),  # the same name later on sys.path
+                      ("zz-none", "")):
+        info = tmp_path / ("later" if name == "ZZ_First" else "first") / f"{name}-1.0.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n\nBody: no\n")
+        (info / "entry_points.txt").write_text(eps)
+    monkeypatch.syspath_prepend(str(tmp_path / "later"))
+    monkeypatch.syspath_prepend(str(tmp_path / "first"))
+    for group in ("tokenmeter", "console_scripts", "pytest11", "other"):
+        fast = pmod._scan_entry_points(group)
+        assert fast is not None
+        want = list(importlib.metadata.entry_points(group=group))
+        assert [(e.name, e.value, e.group) for e in fast] == [(e.name, e.value, e.group) for e in want]
+        assert [pmod._name_version(e.dist) for e in fast] == [
+            (e.dist.metadata["Name"], e.dist.metadata["Version"]) for e in want]
+    assert ("first", "zz_first_mod:attr.inner") in [(e.name, e.value) for e in pmod.entry_points("tokenmeter")]
+
+
+def test_what_the_fast_reader_does_not_follow_goes_to_importlib_metadata(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    info = tmp_path / "odd-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: odd\n  folded\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[tokenmeter]\nodd = odd_mod\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (ep,) = [e for e in pmod.entry_points("tokenmeter") if e.name == "odd"]
+    meta = importlib.metadata.PathDistribution(info).metadata
+    assert pmod._name_version(ep.dist) == (meta["Name"], meta["Version"])  # the email parser's own reading
+    (tmp_path / "bad-1.0.dist-info").mkdir()
+    (tmp_path / "bad-1.0.dist-info" / "entry_points.txt").write_text("[tokenmeter]\nno equals sign\n")
+    assert pmod._scan_entry_points("tokenmeter") is None
+    monkeypatch.syspath_prepend(str(tmp_path / "plugins.zip"))
+    (tmp_path / "plugins.zip").write_bytes(b"")
+    assert pmod._scan_entry_points("tokenmeter") is None
+
+
+# -- imports --------------------------------------------------------------------------------------
+def test_the_bare_report_imports_no_other_command(tokenmeter_env: Path) -> None:
+    code = ("import json, sys\nfrom tokenmeter.cli import cli\n"
+            "try:\n    cli(['--all', '--json'])\nexcept SystemExit:\n    pass\n"
+            "print(json.dumps(sorted(sys.modules)))")
+    env = {**os.environ, "TOKENMETER_HOME": str(tokenmeter_env)}
+    subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, env=env)  # creates the database
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert "tokenmeter_plugins.dashscope_log" in loaded  # the plugins were loaded, their sources asked
+    assert "tokenmeter.cli.report" in loaded
+    assert not loaded & {"tokenmeter.cli.budget", "tokenmeter.cli.dashboard", "tokenmeter.cli.db",
+                         "tokenmeter.cli.plugin_install", "tokenmeter.budgets", "importlib.metadata",
+                         "webbrowser", "platformdirs"}
+
+
+def test_every_command_is_still_there() -> None:
+    from tokenmeter.cli import BUILTIN_COMMANDS, cli
+
+    listed = cli_run(["--help"]).stdout
+    for name in BUILTIN_COMMANDS:
+        assert f"\n  {name} " in listed
+        assert cli_run([name, "--help"]).exit_code == 0
+    assert cli.get_command(None, "no-such-command") is None  # type: ignore[arg-type]
