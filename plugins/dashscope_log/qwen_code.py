@@ -37,6 +37,7 @@ from .paths import Unreadable, check_readable
 from .qwen_chat import ChatParser, Row
 from .qwen_shapes import GENERIC_MARKS
 from .qwen_tokens import MAIN, tokens_from_counts, unrecognised_usage, usage_to_tokens
+from .seen import SeenKeys
 from .tail import LineLocator, ingest
 from .tsv import parse_timestamp
 
@@ -397,16 +398,12 @@ class QwenCodeSource(Source):
                     next((m for m in map(_configured_model, roots) if m), None), self.ctx.machine_id)
         for where in self._unknown_places():
             self.ctx.unrecognised(where, "token counts in a file the reader does not know")
-        seen: set[int] = set()
+        seen = SeenKeys()
 
         def first_seen(batch: RecordBatch) -> RecordBatch:
-            keep = []
-            for i, row in enumerate(batch.rows):
-                h = hash(row[0])
-                if h in seen:
-                    continue  # fork copies, the same file under two roots: each call counts once
-                seen.add(h)
-                keep.append(i)
+            first = seen.first
+            # fork copies, the same file under two roots: each call counts once
+            keep = [i for i, row in enumerate(batch.rows) if first(hash(row[0]))]
             return batch if len(keep) == len(batch.rows) else batch.pick(keep)
 
         yield from ingest(self.ctx, cursor, chats + ledgers + orphans, QwenParser, plan, None, window,

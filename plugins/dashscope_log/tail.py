@@ -322,9 +322,9 @@ def _events_parallel(parser_cls: type[LineParser], opts: Any, plans: list[TailPl
                      prepare: Callable[[RecordBatch], RecordBatch] | None = None) -> Iterator[tuple[str, list[Any]]]:
     """Parse batches of files in worker processes, in order, with a bounded number in flight.
 
-    The main process is busy turning rows into records and writing them, so parsing in other
-    processes overlaps the two (the tokens are the same whichever process parses them); when it
-    catches up with the workers, it parses batches too rather than wait (at most ``STEAL_AHEAD``).
+    Workers parse, check, price and encode (``prepare``: the host's, inherited when forked), so the
+    main process only writes; when it catches up with the workers, it parses batches too rather
+    than wait (at most ``STEAL_AHEAD``). The tokens are the same whichever process parses them.
     """
     import multiprocessing as mp
     from collections import deque
@@ -363,9 +363,11 @@ def _events_parallel(parser_cls: type[LineParser], opts: Any, plans: list[TailPl
 
 
 PARALLEL_MIN = 256 << 20  # below this, starting worker processes costs more than it saves
-PARALLEL_BATCH = 32 << 20
-STEAL_AHEAD = 4  # batches the main process may parse ahead of the workers' oldest one (bounds memory)
-WORKERS: int | None = None  # default: one per CPU beyond the first, at most 3
+# small batches: the rows of every batch in flight are held in memory (priced and encoded ones too)
+PARALLEL_BATCH = 8 << 20
+STEAL_AHEAD = 2  # batches the main process may parse ahead of the workers' oldest one (bounds memory)
+# default: one per CPU, at most 3 (the main process mostly writes, in SQLite); none on one CPU
+WORKERS: int | None = None
 
 
 def ingest(
@@ -413,7 +415,8 @@ def ingest(
     def checkpoint() -> Cursor:
         return Cursor({"v": CURSOR_VERSION, "files": dict(files)})
 
-    workers = WORKERS if WORKERS is not None else min((os.cpu_count() or 1) - 1, 3)
+    cpus = os.cpu_count() or 1
+    workers = WORKERS if WORKERS is not None else (min(cpus, 3) if cpus > 1 else 0)
     prepare = getattr(ctx, "prepare_batch", None) if to_batch is not None else None
     if todo >= (PARALLEL_MIN if parallel_min is None else parallel_min) and workers >= 1 and len(plans) > 1:
         per_file: Iterator[tuple[str, Iterable[tuple[Any, ...]]]] = _events_parallel(
