@@ -246,10 +246,16 @@ def _entries(path: str, blocked: list[str], seen: list[tuple[str, int]] | None =
     return paths.list_folder(path, blocked, seen, cache)
 
 
-def _jsonl(folder: paths.Folder) -> list[str]:
+def _jsonl(folder: paths.Folder, check: bool = True) -> list[str]:
     # the paths DirEntry.path would give; a plain concatenation: a warm walk makes thousands
-    access, prefix = paths._access, os.path.join(folder.path, "")
-    return [p if access(p, os.R_OK) else Unreadable(p) for p in [prefix + name for name in folder.jsonl]]
+    prefix = os.path.join(folder.path, "")
+    return _readable([prefix + name for name in folder.jsonl]) if check else [prefix + n for n in folder.jsonl]
+
+
+def _readable(files: list[str]) -> list[str]:
+    """``files``, those this process may not read as ``Unreadable`` (reported, never skipped)."""
+    access = paths._access
+    return [p if access(p, os.R_OK) else Unreadable(p) for p in files]
 
 
 def _scan_root(root: str, chats: list[str], ledgers: list[str], transcripts: list[str], other: list[str],
@@ -272,12 +278,17 @@ def _scan_root(root: str, chats: list[str], ledgers: list[str], transcripts: lis
                     chats += _jsonl(_entries(os.path.join(path, "archive"), blocked, seen, cache))
             elif d == "subagents":
                 for session in _entries(path, blocked, seen, cache).dirs:
-                    transcripts += _jsonl(_entries(os.path.join(path, session), blocked, seen, cache))
+                    # checked for read permission only if read (most are covered by their chat file)
+                    transcripts += _jsonl(_entries(os.path.join(path, session), blocked, seen, cache), False)
             else:
                 other.append(path)
     ledgers += [p for p in _jsonl(_entries(os.path.join(root, "usage"), blocked, seen, cache))
                 if os.path.basename(p).startswith("token-usage-")]
     chats += (Unreadable(b) for b in blocked)
+
+
+def _sessions(chats: list[str]) -> frozenset[str]:
+    return frozenset(os.path.basename(p)[:-6] for p in chats if not p.endswith(".ledger.jsonl"))
 
 
 def _version_key(v: str) -> tuple[int | str, ...]:
@@ -359,7 +370,8 @@ class QwenCodeSource(Source):
         layout = chats, ledgers, transcripts, roots = self._layout()
         _LAST_LAYOUT.clear()
         _LAST_LAYOUT[tuple(roots)] = (time.monotonic(), layout, self._other_dirs, self._seen_dirs)
-        check_readable(chats + ledgers + transcripts)  # raises: the host runs it, so it is reported
+        check_readable(chats + ledgers + self._orphans(chats, ledgers, transcripts))  # raises: the host
+        # runs it then, so it is reported
         if chats or ledgers or transcripts:
             return None
         if not roots:
@@ -391,9 +403,8 @@ class QwenCodeSource(Source):
         if not roots:  # named on the command line (else skipped as not available): say why
             raise SourceDataError(f"no Qwen Code folder at {', '.join(self.settings.roots)}: set roots in "
                                   "[sources.qwen-code] to where Qwen Code writes (see `tokenmeter sources`)")
-        sessions = frozenset(os.path.basename(p)[:-6] for p in chats if not p.endswith(".ledger.jsonl"))
-        months = {(_month(p), os.path.dirname(os.path.dirname(p))) for p in ledgers}
-        orphans = [p for p in transcripts if self._orphan_transcript(p, sessions, months)]
+        sessions = _sessions(chats)
+        orphans = self._orphans(chats, ledgers, transcripts)
         plan = Plan(sessions, self._agent_models(ledgers) if orphans else (),
                     next((m for m in map(_configured_model, roots) if m), None), self.ctx.machine_id)
         for where in self._unknown_places():
@@ -408,6 +419,12 @@ class QwenCodeSource(Source):
 
         yield from ingest(self.ctx, cursor, chats + ledgers + orphans, QwenParser, plan, None, window,
                           to_batch=first_seen)  # type: ignore[misc]
+
+    def _orphans(self, chats: list[str], ledgers: list[str], transcripts: list[str]) -> list[str]:
+        """The transcripts that no chat file or ledger covers: read, so checked for permission."""
+        sessions = _sessions(chats)
+        months = {(_month(p), os.path.dirname(os.path.dirname(p))) for p in ledgers}
+        return _readable([p for p in transcripts if self._orphan_transcript(p, sessions, months)])
 
     @staticmethod
     def _orphan_transcript(path: str, sessions: frozenset[str], months: set[tuple[str, str]]) -> bool:
