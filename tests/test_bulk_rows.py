@@ -317,3 +317,19 @@ def test_a_batch_prepared_for_another_source_is_prepared_again(tmp_path: Path):
         q = "SELECT id, key, start, content_hash FROM usage ORDER BY id"
         assert a.conn.execute(q).fetchall() == b.conn.execute(q).fetchall()
         assert len(a.conn.execute(q).fetchall()) == 10
+
+
+def test_a_bulk_load_counts_a_key_that_comes_again_once(tmp_path: Path):
+    first, again = _rows(6_000), _rows(10)
+    changed = RecordBatch("acme", None, [(*r[:7], 99, *r[8:]) for r in _rows(3).rows])
+    with Store.open(tmp_path / "t.db") as store:
+        s = store.session("src", "log")
+        s.add_rows(first)  # 5000 flushed: a bulk load into an empty table
+        s.flush()
+        s.add_rows(again)  # the same keys, the same content: unchanged
+        s.flush()
+        s.add_rows(changed)  # the same keys, new content: the last one wins
+        s.finish(None)
+        assert (s.counts.new, s.counts.updated, s.counts.unchanged) == (6_000, 3, 10)
+        assert store.conn.execute("SELECT COUNT(*), SUM(input_tokens) FROM usage").fetchone() == (
+            6_000, 10 * 6_000 + 89 * 3)

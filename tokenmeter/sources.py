@@ -100,7 +100,7 @@ class SourceContext:
         self.secrets: set[str] = set()
         # set by the host for a source with ``fetch_batches``: prices and encodes a ``RecordBatch``
         # for the store. A source that parses in worker processes may apply it there (it is pure);
-        # batches that come without it are prepared by the host. See DESIGN.md, "bulk ingest".
+        # batches that come without it are prepared by the host (docs/plugins/records.md)
         self.prepare_batch: Callable[[Any], Any] | None = None
 
     # -- clock -----------------------------------------------------------------------------

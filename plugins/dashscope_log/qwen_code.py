@@ -412,9 +412,8 @@ class QwenCodeSource(Source):
         seen = SeenKeys()
 
         def first_seen(batch: RecordBatch) -> RecordBatch:
-            first = seen.first
             # fork copies, the same file under two roots: each call counts once
-            keep = [i for i, row in enumerate(batch.rows) if first(hash(row[0]))]
+            keep = seen.new([hash(row[0]) for row in batch.rows])
             return batch if len(keep) == len(batch.rows) else batch.pick(keep)
 
         yield from ingest(self.ctx, cursor, chats + ledgers + orphans, QwenParser, plan, None, window,

@@ -31,20 +31,28 @@ class SeenKeys:
 
     def first(self, h: int) -> bool:
         """Remember ``h``; True if it was not there before."""
-        b = h & (self.BITS - 1)
-        bits = self._bits
-        mask = 1 << (b & 7)
-        if bits[b >> 3] & mask:  # maybe seen: look it up
-            if h in self._recent:
-                return False
-            for run in self._runs:
-                i = bisect_left(run, h)
-                if i < len(run) and run[i] == h:
-                    return False
-        else:
-            bits[b >> 3] |= mask
-        self._recent.add(h)
-        if len(self._recent) >= self.RECENT:
-            self._runs.append(array("q", sorted(self._recent)))
-            self._recent = set()
-        return True
+        return bool(self.new([h]))
+
+    def new(self, hashes: list[int]) -> list[int]:
+        """Remember ``hashes``; the positions of those not seen before (nor earlier in the list)."""
+        bits, recent, runs, size = self._bits, self._recent, self._runs, self.BITS - 1
+        out = []
+        for i, h in enumerate(hashes):
+            b = h & size
+            mask = 1 << (b & 7)
+            if bits[b >> 3] & mask:  # maybe seen: look it up
+                if h in recent or any(_has(run, h) for run in runs):
+                    continue
+            else:
+                bits[b >> 3] |= mask
+            recent.add(h)
+            out.append(i)
+            if len(recent) >= self.RECENT:
+                runs.append(array("q", sorted(recent)))
+                recent = self._recent = set()
+        return out
+
+
+def _has(run: array[int], h: int) -> bool:
+    i = bisect_left(run, h)
+    return i < len(run) and run[i] == h

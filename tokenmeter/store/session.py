@@ -178,15 +178,13 @@ class WriteSession:
             encoded = prepared[1]
         else:
             encoded = encode_rows(batch, estimates or [None] * len(batch.rows), *self.encoding)
-        bulk, full = self._bulk, self._pending
-        for row in encoded:
-            rid = row[0]
-            if full:
-                full.pop(rid, None)  # the same key added by add() in this batch: last one wins
-            bulk[rid] = row
-            if len(bulk) + len(full) >= BATCH:
-                self.flush()
-                bulk, full = self._bulk, self._pending
+        full = self._pending
+        if full:
+            for row in encoded:
+                full.pop(row[0], None)  # the same key added by add() in this batch: last one wins
+        self._bulk.update(zip([row[0] for row in encoded], encoded, strict=True))
+        if len(self._bulk) + len(full) >= BATCH:
+            self.flush()
         self.uncommitted += len(batch.rows)
 
     def _row(self, r: UsageRecord, est: Estimate | None) -> tuple[Any, ...]:
@@ -233,7 +231,14 @@ class WriteSession:
         # one statement per row: insert, or replace only when the content changed. New rows take
         # rowids above the old maximum (nothing is ever deleted), so the counts need no extra lookups.
         changed = self.conn.executemany(_UPSERT_SQL, rows).rowcount if rows else 0
-        if bulk:
+        if bulk and self._index_dropped:
+            # a load into a table that was empty: plain inserts, unless an id came twice (then the
+            # upsert decides for those; the rows just inserted are unchanged to it)
+            sql = self._bulk_sql
+            done = self.conn.executemany(sql[: sql.index(" ON CONFLICT")].replace("INSERT", "INSERT OR IGNORE", 1),
+                                         bulk).rowcount
+            changed += done if done == len(bulk) else done + self.conn.executemany(sql, bulk).rowcount
+        elif bulk:
             changed += self.conn.executemany(self._bulk_sql, bulk).rowcount
         top = self.conn.execute("SELECT IFNULL(MAX(rowid), 0) FROM usage").fetchone()[0]
         new = top - self._max_rowid
