@@ -75,15 +75,17 @@ class SourceResult:
 
 def make_pricer(config: Config | None) -> Pricer | None:
     """The function that estimates a record's cost from the price tables (None if unavailable)."""
-    try:
-        from .pricing import PriceBook
-    except ImportError:  # pragma: no cover - the pricing package ships with tokenmeter
-        return None
     overrides = (config.prices if config else None) or None
     if overrides:  # validated before anything is fetched: a bad [prices] entry is a config error
-        return Pricer(PriceBook.load(overrides=overrides))
+        return Pricer(_load_prices(overrides))
     # else built on first use: a run with nothing new (most runs) never needs the price tables
-    return Pricer(loader=PriceBook.load)
+    return Pricer(loader=_load_prices)
+
+
+def _load_prices(overrides: Any = None) -> Any:
+    from .pricing import PriceBook  # the engine is imported only when something is priced
+
+    return PriceBook.load(overrides=overrides)
 
 
 class Pricer:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -14,6 +13,8 @@ from .errors import NeedsCredentials
 from .records import Cursor, QuotaSnapshot, UsageRecord
 
 if TYPE_CHECKING:
+    import logging
+
     import httpx
 
 __all__ = ["Item", "Progress", "Source", "SourceContext", "Window"]
@@ -90,7 +91,7 @@ class SourceContext:
         self._http_factory = http_factory
         self._http: httpx.Client | None = None
         self._env = env if env is not None else os.environ
-        self.log = log or logging.getLogger(f"tokenmeter.source.{source_id}")
+        self._log = log
         self.progress = Progress()
         self.skipped = 0
         self.skip_examples: list[str] = []
@@ -102,6 +103,19 @@ class SourceContext:
         # for the store. A source that parses in worker processes may apply it there (it is pure);
         # batches that come without it are prepared by the host (docs/plugins/records.md)
         self.prepare_batch: Callable[[Any], Any] | None = None
+
+    @property
+    def log(self) -> logging.Logger:
+        """A ``logging.Logger`` named ``tokenmeter.source.<id>`` (made on first use)."""
+        if self._log is None:
+            import logging  # on first use: most runs log nothing
+
+            self._log = logging.getLogger(f"tokenmeter.source.{self.source_id}")
+        return self._log
+
+    @log.setter
+    def log(self, value: logging.Logger) -> None:
+        self._log = value
 
     # -- clock -----------------------------------------------------------------------------
     def now(self) -> datetime:

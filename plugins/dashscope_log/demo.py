@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import shutil
-from importlib import resources
 from pathlib import Path
 
 __all__ = ["copy_demo_data"]
@@ -15,6 +13,9 @@ __all__ = ["copy_demo_data"]
 
 def copy_demo_data(name: str, workdir: Path) -> Path:
     """Copy ``demo_data/<name>`` (a file or a folder) to ``workdir/<name>`` and return that path."""
+    import shutil  # here: every run imports this plugin, only the demo copies files
+    from importlib import resources
+
     target = Path(workdir) / name
     target.parent.mkdir(parents=True, exist_ok=True)
     # as_file: the package may be installed zipped; resources gives a real path either way

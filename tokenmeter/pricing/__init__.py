@@ -8,9 +8,13 @@ The rules (regions, dates, tiers, cache, thinking) are documented in ``engine.py
 
 from __future__ import annotations
 
-from .engine import Estimate, PriceBook
+from typing import TYPE_CHECKING, Any
+
 from .entries import PriceEntry, PriceRegion, Tier
-from .overrides import parse_overrides, validate_overrides
+
+if TYPE_CHECKING:
+    from .engine import Estimate, PriceBook
+    from .overrides import parse_overrides, validate_overrides
 
 __all__ = [
     "Estimate",
@@ -21,3 +25,18 @@ __all__ = [
     "parse_overrides",
     "validate_overrides",
 ]
+
+
+_LAZY = {"Estimate": "engine", "PriceBook": "engine", "parse_overrides": "overrides",
+         "validate_overrides": "overrides"}
+
+
+def __getattr__(name: str) -> Any:
+    # the engine loads on first use: a report from stored estimates (most runs) never prices
+    if name in _LAZY:
+        from importlib import import_module
+
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
