@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,3 +21,12 @@ def gen_logs() -> Any:
     sys.modules["gen_logs"] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+def qwen_line(uuid: str, session: str, prompt: int) -> str:
+    """One Qwen Code assistant line with usage (the old clients' shape, no telemetry event)."""
+    return json.dumps({"uuid": uuid, "parentUuid": None, "sessionId": session, "timestamp": "2026-03-03T10:00:00Z",
+                       "type": "assistant", "cwd": "/w", "model": "qwen-max",
+                       "message": {"role": "model", "parts": [{"text": "x"}]},
+                       "usageMetadata": {"promptTokenCount": prompt, "candidatesTokenCount": 1,
+                                         "totalTokenCount": prompt + 1, "cachedContentTokenCount": 0}})

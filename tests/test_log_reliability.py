@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from helpers_logs import qwen_line
 from tokenmeter_plugins.dashscope_log import DashscopeLogSource, paths, tail
 
 from tokenmeter import Cursor, UsageRecord, Window
@@ -140,14 +141,6 @@ def test_expand_paths_names_what_it_cannot_read(tmp_path: Path, monkeypatch: pyt
     assert [type(p).__name__ for p in got] == ["str", "Unreadable", "Unreadable"]
     with pytest.raises(paths.SourceDataError, match="and 1 more unreadable path"):
         paths.check_readable(got)
-
-
-def qwen_line(uuid: str, session: str, prompt: int) -> str:
-    return json.dumps({"uuid": uuid, "parentUuid": None, "sessionId": session, "timestamp": "2026-03-03T10:00:00Z",
-                       "type": "assistant", "cwd": "/w", "model": "qwen-max",
-                       "message": {"role": "model", "parts": [{"text": "x"}]},
-                       "usageMetadata": {"promptTokenCount": prompt, "candidatesTokenCount": 1,
-                                         "totalTokenCount": prompt + 1, "cachedContentTokenCount": 0}})
 
 
 def test_qwen_code_reports_a_project_it_cannot_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

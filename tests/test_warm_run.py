@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from helpers_host import cli_run
+from helpers_logs import qwen_line
 from tokenmeter_plugins.dashscope_log import QwenCodeSource, paths
 
 from tokenmeter import Window
@@ -22,19 +23,11 @@ from tokenmeter import plugin_manager as pmod
 from tokenmeter.sources import SourceContext
 
 
-def chat_line(uuid: str, session: str, prompt: int) -> str:
-    return json.dumps({"uuid": uuid, "parentUuid": None, "sessionId": session, "timestamp": "2026-03-03T10:00:00Z",
-                       "type": "assistant", "cwd": "/w", "model": "qwen-max",
-                       "message": {"role": "model", "parts": [{"text": "x"}]},
-                       "usageMetadata": {"promptTokenCount": prompt, "candidatesTokenCount": 1,
-                                         "totalTokenCount": prompt + 1, "cachedContentTokenCount": 0}})
-
-
 def write_chat(root: Path, project: str, session: str, prompt: int) -> Path:
     chats = root / "projects" / project / "chats"
     chats.mkdir(parents=True, exist_ok=True)
     path = chats / f"{session}.jsonl"
-    path.write_text(chat_line(f"u-{session}", session, prompt) + "\n")
+    path.write_text(qwen_line(f"u-{session}", session, prompt) + "\n")
     return path
 
 
