@@ -1,10 +1,9 @@
 """A warm run (nothing new in the logs) does little: folder listings come from the last walk while
-their folders are unchanged, entry points are read without importlib.metadata, and the bare
-report imports none of the other commands. Each shortcut must give what the long way gives."""
+their folders are unchanged, and the bare report imports none of the other commands nor the
+pricing engine. Each shortcut must give what the long way gives."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import subprocess
@@ -19,7 +18,6 @@ from helpers_logs import qwen_line
 from tokenmeter_plugins.dashscope_log import QwenCodeSource, paths
 
 from tokenmeter import Window
-from tokenmeter import plugin_manager as pmod
 from tokenmeter.sources import SourceContext
 
 
@@ -151,45 +149,6 @@ def test_permissions_are_checked_even_when_the_listing_is_kept(tmp_path: Path, n
         source(root, data).available()
 
 
-# -- entry points ---------------------------------------------------------------------------------
-def test_entry_points_are_those_importlib_metadata_finds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, eps in (("zz-first", "[tokenmeter]\nfirst = zz_first_mod:attr.inner\n# a comment\n\n[other]\nx = y\n"),
-                      ("ZZ_First", "[tokenmeter]\nshadowed = never\n"),  # the same name later on sys.path
-                      ("zz-none", "")):
-        info = tmp_path / ("later" if name == "ZZ_First" else "first") / f"{name}-1.0.dist-info"
-        info.mkdir(parents=True)
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n\nBody: no\n")
-        (info / "entry_points.txt").write_text(eps)
-    monkeypatch.syspath_prepend(str(tmp_path / "later"))
-    monkeypatch.syspath_prepend(str(tmp_path / "first"))
-    for group in ("tokenmeter", "console_scripts", "pytest11", "other"):
-        fast = pmod._scan_entry_points(group)
-        assert fast is not None
-        want = list(importlib.metadata.entry_points(group=group))
-        assert [(e.name, e.value, e.group) for e in fast] == [(e.name, e.value, e.group) for e in want]
-        assert [pmod._name_version(e.dist) for e in fast] == [
-            (e.dist.metadata["Name"], e.dist.metadata["Version"]) for e in want]
-    assert ("first", "zz_first_mod:attr.inner") in [(e.name, e.value) for e in pmod.entry_points("tokenmeter")]
-
-
-def test_what_the_fast_reader_does_not_follow_goes_to_importlib_metadata(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    info = tmp_path / "odd-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: odd\n  folded\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[tokenmeter]\nodd = odd_mod\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    (ep,) = [e for e in pmod.entry_points("tokenmeter") if e.name == "odd"]
-    meta = importlib.metadata.PathDistribution(info).metadata
-    assert pmod._name_version(ep.dist) == (meta["Name"], meta["Version"])  # the email parser's own reading
-    (tmp_path / "bad-1.0.dist-info").mkdir()
-    (tmp_path / "bad-1.0.dist-info" / "entry_points.txt").write_text("[tokenmeter]\nno equals sign\n")
-    assert pmod._scan_entry_points("tokenmeter") is None
-    monkeypatch.syspath_prepend(str(tmp_path / "plugins.zip"))
-    (tmp_path / "plugins.zip").write_bytes(b"")
-    assert pmod._scan_entry_points("tokenmeter") is None
-
-
 # -- imports --------------------------------------------------------------------------------------
 def test_the_bare_report_imports_no_other_command(tokenmeter_env: Path) -> None:
     code = ("import json, sys\nfrom tokenmeter.cli import cli\n"
@@ -202,8 +161,8 @@ def test_the_bare_report_imports_no_other_command(tokenmeter_env: Path) -> None:
     assert "tokenmeter_plugins.dashscope_log" in loaded  # the plugins were loaded, their sources asked
     assert "tokenmeter.cli.report" in loaded
     assert not loaded & {"tokenmeter.cli.budget", "tokenmeter.cli.dashboard", "tokenmeter.cli.db",
-                         "tokenmeter.cli.plugin_install", "tokenmeter.budgets", "importlib.metadata",
-                         "webbrowser", "platformdirs"}
+                         "tokenmeter.cli.plugin_install", "tokenmeter.budgets", "webbrowser",
+                         "platformdirs", "tokenmeter.pricing.engine", "logging"}
 
 
 def test_every_command_is_still_there() -> None:

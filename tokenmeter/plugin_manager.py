@@ -10,9 +10,8 @@ Environment:
 
 from __future__ import annotations
 
-import importlib
+import importlib.metadata
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,12 +74,13 @@ def load_plugins() -> None:
     allow = _names("TOKENMETER_LOAD_PLUGINS")
     deny = _names("TOKENMETER_DISABLE_PLUGINS") or set()
     seen: dict[str, str] = {}
-    eps = entry_points(GROUP)
+    eps = list(importlib.metadata.entry_points(group=GROUP))
     # each .name / .version parses the distribution's METADATA again: read it once per distribution
     about: dict[int, tuple[str, str]] = {}
     for ep in eps:
         if ep.dist is not None and id(ep.dist) not in about:
-            about[id(ep.dist)] = _name_version(ep.dist)
+            meta = ep.dist.metadata
+            about[id(ep.dist)] = (meta["Name"], meta["Version"])
     per_dist: dict[str, int] = {}
     for ep in eps:
         d = about[id(ep.dist)][0] if ep.dist else ep.name
@@ -305,151 +305,3 @@ def get_plugins() -> list[dict[str, Any]]:
             listed.add(err.plugin)
     return sorted(out, key=lambda e: e["name"])
 
-
-# -- entry points ---------------------------------------------------------------------------------
-# ``importlib.metadata`` costs every run ~25 ms (it imports the email parser, zipfile and more, then
-# reads every distribution): a third of a report's start-up. For the usual layout - folders on
-# sys.path holding ``*.dist-info``/``*.egg-info`` folders - the same entry points are read here, in
-# the same order, with the same first-one-wins rule per distribution name; anything else (a zip or
-# an egg on sys.path, another distribution finder, a file this reader does not follow) is left to
-# ``importlib.metadata`` itself.
-
-_EP_VALUE = re.compile(r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$")
-_HEADER_NAME = re.compile(r"[\041-\071\073-\176]+")  # what the email parser takes for a header name
-_NOT_THERE = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
-
-
-class _Unusual(Exception):
-    """Something only ``importlib.metadata`` reads as it should."""
-
-
-class _Dist:
-    """An installed distribution's metadata folder, as far as the loader reads it."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-
-class _EntryPoint:
-    """``importlib.metadata.EntryPoint``, the part the loader uses."""
-
-    def __init__(self, name: str, value: str, group: str, dist: _Dist) -> None:
-        self.name, self.value, self.group, self.dist = name, value, group, dist
-
-    def load(self) -> Any:
-        match = _EP_VALUE.match(self.value)
-        module = importlib.import_module(match.group("module"))  # type: ignore[union-attr]  # as importlib's
-        attrs = filter(None, (match.group("attr") or "").split("."))  # type: ignore[union-attr]
-        for attr in attrs:
-            module = getattr(module, attr)
-        return module
-
-
-def entry_points(group: str) -> list[Any]:
-    """``importlib.metadata.entry_points(group=group)``, read directly when sys.path allows."""
-    found = _scan_entry_points(group)
-    if found is not None:
-        return found
-    import importlib.metadata
-
-    return list(importlib.metadata.entry_points(group=group))
-
-
-def _normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower().replace("-", "_")
-
-
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except _NOT_THERE:
-        return None
-
-
-def _scan_entry_points(group: str) -> list[Any] | None:
-    from importlib.machinery import PathFinder
-
-    if any(f is not PathFinder and getattr(f, "find_distributions", None) is not None for f in sys.meta_path):
-        return None
-    out: list[Any] = []
-    seen: set[str] = set()
-    try:
-        for entry in sys.path:
-            if not isinstance(entry, str) or os.path.basename(entry).lower().endswith(".egg"):
-                return None
-            try:
-                children = os.listdir(entry or ".")
-            except OSError:
-                if os.path.exists(entry or "."):
-                    return None  # a zip file, or a folder it may not list
-                continue
-            infos: dict[str, list[str]] = {}  # grouped by name in the order listed, as importlib.metadata does
-            for child in children:
-                low = child.lower()
-                if low.endswith((".dist-info", ".egg-info")):
-                    infos.setdefault(_normalize(low.rpartition(".")[0].partition("-")[0]), []).append(
-                        os.path.join(entry, child))
-            for path in (p for paths in infos.values() for p in paths):
-                stem, ext = os.path.splitext(os.path.basename(path))
-                if ext not in (".dist-info", ".egg-info"):
-                    return None  # importlib.metadata then takes the name from the metadata
-                name = _normalize(stem.partition("-")[0])
-                if name in seen:
-                    continue
-                seen.add(name)
-                out += _section(_read(os.path.join(path, "entry_points.txt")) or "", group, _Dist(path))
-    except (_Unusual, OSError, ValueError):
-        return None
-    return out
-
-
-def _section(text: str, group: str, dist: _Dist) -> list[_EntryPoint]:
-    """The entry points of ``group`` in an ``entry_points.txt`` (importlib.metadata's parser rules)."""
-    out = []
-    section = None
-    for line in map(str.strip, text.splitlines()):
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            section = line.strip("[]")
-            continue
-        if section is None:
-            continue
-        if "=" not in line:
-            raise _Unusual(line)  # importlib.metadata raises for it: let it
-        name, value = (part.strip() for part in line.split("=", 1))
-        if section == group:
-            out.append(_EntryPoint(name, value, section, dist))
-    return out
-
-
-def _name_version(dist: Any) -> tuple[Any, Any]:
-    """A distribution's Name and Version (its METADATA, else PKG-INFO, read as the email parser would)."""
-    if isinstance(dist, _Dist):
-        try:
-            return _headers(dist.path)
-        except _Unusual:
-            import importlib.metadata
-            import pathlib
-
-            dist = importlib.metadata.PathDistribution(pathlib.Path(dist.path))
-    meta = dist.metadata
-    return meta["Name"], meta["Version"]
-
-
-def _headers(path: str) -> tuple[str, str]:
-    text = _read(os.path.join(path, "METADATA")) or _read(os.path.join(path, "PKG-INFO"))
-    if not text or "\r" in text:
-        raise _Unusual(path)
-    found: dict[str, str] = {}
-    for line in text.split("\n"):
-        if not line:
-            break  # the end of the headers
-        name, sep, value = line.partition(":")
-        if not sep or line[0] in " \t" or line.startswith("From ") or not _HEADER_NAME.fullmatch(name):
-            raise _Unusual(path)  # a folded header, or not a header
-        found.setdefault(name.lower(), value.lstrip(" \t"))
-    if "name" not in found or "version" not in found:
-        raise _Unusual(path)
-    return found["name"], found["version"]
