@@ -19,7 +19,7 @@ from tokenmeter import InvalidRecord, PriceEntry, RecordBatch, Tier, UsageRecord
 from tokenmeter.fetch import BatchPreparer, Pricer, make_pricer, run_one
 from tokenmeter.pricing import PriceBook
 from tokenmeter.store import Store, to_nanos
-from tokenmeter.store.session import WriteSession
+from tokenmeter.store.session import BULK_WAL_PAGES, WriteSession
 from tokenmeter.testing import fake_context
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -244,8 +244,10 @@ def test_a_bulk_load_into_an_empty_table_rebuilds_the_time_index_at_the_end(tmp_
         session.add_rows(_rows(12_000))
         session.checkpoint({"at": 1})
         assert not _has_time_index(store)  # committed rows, index still to come
+        assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (BULK_WAL_PAGES,)
         session.finish({"at": 2})
         assert _has_time_index(store)
+        assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (1000,)  # as it was
         plan = " ".join(str(r) for r in store.conn.execute(
             "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM usage WHERE start_ts >= 0 AND start_ts < 10"))
         assert "idx_usage_start" in plan
@@ -333,3 +335,34 @@ def test_a_bulk_load_counts_a_key_that_comes_again_once(tmp_path: Path):
         assert (s.counts.new, s.counts.updated, s.counts.unchanged) == (6_000, 3, 10)
         assert store.conn.execute("SELECT COUNT(*), SUM(input_tokens) FROM usage").fetchone() == (
             6_000, 10 * 6_000 + 89 * 3)
+
+
+class _NiceParser:
+    """Rows that say which process parsed them, at which priority (module level: pickled to workers)."""
+
+    skips: list[Any] = []
+
+    def __init__(self, path: str, start: int, state: Any, opts: Any) -> None:
+        pass
+
+    def block(self, buf: bytes, end: int, base: int) -> list[tuple[int, int]]:
+        return [(os.getpid(), os.nice(0))]
+
+    def tail(self, data: bytes, base: int) -> list[Any]:
+        return []
+
+    def state(self) -> None:
+        return None
+
+
+def test_worker_processes_run_below_the_writer(tmp_path: Path):
+    plans = []
+    for i in range(6):
+        p = tmp_path / f"{i}.log"
+        p.write_bytes(b"x\n" * 10)
+        plans.append(tail.TailPlan(str(p), 0, None, 20, "new"))
+    rows = [r for _, events in tail._events_parallel(_NiceParser, None, plans, 2)
+            for ev in events if ev[0] == "rows" for r in ev[1]]
+    here = os.nice(0)
+    by_workers = {nice for pid, nice in rows if pid != os.getpid()}
+    assert by_workers == {min(here + tail.WORKER_NICE, 19)}

@@ -293,6 +293,11 @@ _WORKER_PREPARE: Callable[[RecordBatch], RecordBatch] | None = None
 def _init_worker(prepare: Callable[[RecordBatch], RecordBatch] | None) -> None:
     global _WORKER_PREPARE
     _WORKER_PREPARE = prepare
+    if WORKER_NICE:
+        try:
+            os.nice(WORKER_NICE)
+        except OSError:
+            pass
 
 
 def _read_batch(parser_cls: type[LineParser], opts: Any, plans: list[TailPlan],
@@ -366,6 +371,9 @@ PARALLEL_MIN = 256 << 20  # below this, starting worker processes costs more tha
 # small batches: the rows of every batch in flight are held in memory (priced and encoded ones too)
 PARALLEL_BATCH = 8 << 20
 STEAL_AHEAD = 2  # batches the main process may parse ahead of the workers' oldest one (bounds memory)
+# workers yield the CPU to the main process, which writes: it is the pipeline's critical path
+# (measured on 2 CPUs: a cold ingest 14 % faster than at equal priority)
+WORKER_NICE = 5
 # default: one per CPU, at most 3 (the main process mostly writes, in SQLite); none on one CPU
 WORKERS: int | None = None
 

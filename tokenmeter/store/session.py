@@ -33,6 +33,7 @@ BATCH = 5000
 # at random: a third of the load); a load killed before that leaves it to the next write session.
 START_INDEX = "idx_usage_start"
 _START_INDEX_SQL = f"CREATE INDEX IF NOT EXISTS {START_INDEX} ON usage (start_ts)"
+BULK_WAL_PAGES = 100_000  # write-ahead log pages (~400 MB) a bulk load lets grow before copying them
 ROLL_MIN = 2000  # rows a transaction inserts before they go into the rollup as partial sums at once
 
 USAGE_COLUMNS = (
@@ -130,6 +131,7 @@ class WriteSession:
         self._tx_rowid: int | None = None  # the highest rowid before this transaction's inserts
         self._index_checked = False
         self._index_dropped = False  # this session dropped the time index for a bulk load
+        self._autocheckpoint = 1000
         self._rolls = 0  # checkpoints that added partial rollup rows, over buckets _rolled (lo, hi)
         self._rolled: tuple[int, int] | None = None
 
@@ -257,6 +259,10 @@ class WriteSession:
             if has:
                 self.conn.execute(f"DROP INDEX {START_INDEX}")
             self._index_dropped = True
+            # and the log is copied into the file once at the end, not at every commit (each copy
+            # waits for the disk)
+            self._autocheckpoint = self.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+            self.conn.execute(f"PRAGMA wal_autocheckpoint = {BULK_WAL_PAGES}")
         elif not has:
             self.conn.execute(_START_INDEX_SQL)
 
@@ -265,6 +271,7 @@ class WriteSession:
             with _tx(self.store):
                 self.conn.execute(_START_INDEX_SQL)
             self._index_dropped = False
+            self.conn.execute(f"PRAGMA wal_autocheckpoint = {self._autocheckpoint}")
 
     def checkpoint(self, cursor: Mapping[str, Any] | None) -> None:
         """Write pending rows and the cursor, then commit."""
