@@ -36,11 +36,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import qwen_shapes as S
+from .lines import LineLocator
 from .qwen_tokens import MAIN, tokens_from_counts, unrecognised_usage, usage_to_tokens
 from .qwen_tokens import count as _count
 from .qwen_tokens import parse_ts as _parse_ts
 from .qwen_tokens import text as _str
-from .tail import LineLocator
 
 __all__ = ["ChatParser", "Row"]
 

@@ -33,12 +33,13 @@ from tokenmeter import Cursor, RecordBatch, Source, SourceDataError, UsageRecord
 
 from . import paths
 from .demo import copy_demo_data
+from .lines import LineLocator
 from .paths import Unreadable, check_readable
 from .qwen_chat import ChatParser, Row
 from .qwen_shapes import GENERIC_MARKS
 from .qwen_tokens import MAIN, tokens_from_counts, unrecognised_usage, usage_to_tokens
 from .seen import SeenKeys
-from .tail import LineLocator, ingest
+from .tail import ingest
 from .tsv import parse_timestamp
 
 __all__ = ["QwenCodeSource", "QwenParser", "default_roots", "find_roots", "usage_to_tokens",

@@ -39,6 +39,7 @@ from typing import Any, BinaryIO, Protocol
 
 from tokenmeter import Cursor, RecordBatch, SourceContext, UsageRecord, Window
 
+from .lines import LineLocator
 from .paths import Unreadable, check_readable, error_reason, expand_paths, unreadable_error
 
 __all__ = ["BLOCK_SIZE", "LineLocator", "LineParser", "TailPlan", "Unreadable", "check_readable", "expand_paths",
@@ -56,36 +57,6 @@ CHECKPOINT_RECORDS = 100_000
 CHECKPOINT_SECONDS = 5.0
 # A longer "line" is garbage (e.g. NUL blocks left by a crash): skipped without being held in memory.
 MAX_LINE = 64 << 20
-
-
-class LineLocator:
-    """Turn a byte offset into a 1-based line number, lazily (only used for skip messages)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._pos = 0
-        self._line = 1
-
-    def line_at(self, offset: int) -> int:
-        if offset < self._pos:
-            self._pos, self._line = 0, 1
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self._pos)
-                left = offset - self._pos
-                while left > 0:
-                    data = f.read(min(left, BLOCK_SIZE))
-                    if not data:
-                        break
-                    self._line += data.count(b"\n")
-                    left -= len(data)
-        except OSError:
-            return 0
-        self._pos = offset
-        return self._line
-
-    def where(self, offset: int) -> str:
-        return f"{self.path}:{self.line_at(offset)}"
 
 
 class LineParser(Protocol):

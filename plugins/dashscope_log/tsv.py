@@ -36,7 +36,8 @@ from typing import Any
 from tokenmeter import Cursor, Source, SourceDataError, UsageRecord, Window
 
 from .demo import copy_demo_data
-from .tail import LineLocator, check_readable, expand_paths, ingest
+from .lines import LineLocator
+from .tail import check_readable, expand_paths, ingest
 
 __all__ = ["DEFAULT_PATHS", "DEFAULT_TSV", "DEFAULT_VISION_TSV", "DashscopeLogSource", "TsvParser"]
 
