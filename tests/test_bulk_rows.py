@@ -366,3 +366,66 @@ def test_worker_processes_run_below_the_writer(tmp_path: Path):
     here = os.nice(0)
     by_workers = {nice for pid, nice in rows if pid != os.getpid()}
     assert by_workers == {min(here + tail.WORKER_NICE, 19)}
+
+
+_GROUPED = ("SELECT bucket, source, kind, account, provider, model, project, agent, machine, has_cost, currency, "
+            "cost_kind, est_currency, SUM(records), SUM(calls), SUM(requests), SUM(input_tokens), SUM(output_tokens), "
+            "SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(reasoning_tokens), SUM(total_tokens), "
+            "SUM(cost_nanos), SUM(est_cost_nanos) FROM usage_rollup GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13 "
+            "ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13")
+
+
+@pytest.mark.parametrize("into_empty", [True, False])
+def test_rollup_sums_made_with_the_batches_equal_the_rollup_rebuilt_from_the_rows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, into_empty: bool):
+    rng = random.Random(5)
+    pricer = Pricer(_book())
+    used: list[int] = []
+    roll_sums = Store._roll_sums
+
+    def spy(self: Store, *args: Any) -> list[int]:
+        used.append(1)
+        return roll_sums(self, *args)
+
+    monkeypatch.setattr(Store, "_roll_sums", spy)
+    with Store.open(tmp_path / "t.db") as store:
+        if not into_empty:
+            s = store.session("src", "log", "laptop")
+            s.add_rows(_rows(10, "old"))
+            s.finish(None)
+        s = store.session("src", "log", "laptop")
+        prepare = BatchPreparer(s.encoding, pricer)
+        n = 0
+        for part in range(6):
+            account = "machine-1" if part % 2 else None
+            batch = RecordBatch("acme" if part < 4 else "other", account,
+                                [_random_row(rng, n + i) for i in range(1500)])
+            n += 1500
+            s.add_rows(prepare(batch))
+            if part == 2:
+                s.checkpoint({"part": part})
+        s.finish({"done": True})
+        assert s.counts.new == 9000 and used
+        store.refresh_rollup()  # as a report does: buckets marked dirty before are rebuilt
+        got = store.conn.execute(_GROUPED).fetchall()
+        store.mark_all_dirty()
+        store.refresh_rollup()
+        assert store.conn.execute(_GROUPED).fetchall() == got
+        assert len(got) > 100
+
+
+def test_rows_that_were_not_all_new_are_rolled_up_from_the_table(tmp_path: Path):
+    pricer = Pricer(_book())
+    with Store.open(tmp_path / "t.db") as store:
+        s = store.session("src", "log")
+        prepare = BatchPreparer(s.encoding, pricer)
+        s.add_rows(prepare(_rows(3000)))
+        s.flush()
+        s.add_rows(prepare(_rows(3000)))  # the same ids again: unchanged, nothing to add
+        s.finish(None)
+        assert (s.counts.new, s.counts.unchanged) == (3000, 3000)
+        got = store.conn.execute(_GROUPED).fetchall()
+        assert sum(r[13] for r in got) == 3000
+        store.mark_all_dirty()
+        store.refresh_rollup()
+        assert store.conn.execute(_GROUPED).fetchall() == got

@@ -60,12 +60,12 @@ class RecordBatch:
         return self._trusted(tuple(rows), None)
 
     def pick(self, indices: Iterable[int]) -> RecordBatch:
-        """A batch of the rows at ``indices``, with their prepared form if this batch has one."""
+        """A batch of the rows at ``indices``, with their prepared form if this batch has one (what
+        the host derived from all the rows, e.g. their sums, is dropped)."""
         idx = list(indices)
         prepared = self.prepared
         if prepared is not None:
-            key, done = prepared
-            prepared = (key, tuple(done[i] for i in idx))
+            prepared = (prepared[0], tuple(prepared[1][i] for i in idx))
         return self._trusted(tuple(self.rows[i] for i in idx), prepared)
 
     def with_prepared(self, prepared: Any) -> RecordBatch:

@@ -32,7 +32,7 @@ from .errors import ConfigError, InvalidRecord, ProviderError, SourceDataError, 
 from .records import Cursor, QuotaSnapshot, UsageRecord
 from .sources import Source, SourceContext, Window
 from .store import Store, UsageStore, is_busy, is_full, is_read_only, iso, to_nanos
-from .store.session import encode_rows
+from .store.bulk import encode_rows, rollup_sums
 
 try:
     import fcntl
@@ -154,8 +154,8 @@ class BatchPreparer:
             _ = self.pricer.book
 
     def __call__(self, batch: RecordBatch) -> RecordBatch:
-        return batch.with_prepared(
-            (self.encoding, encode_rows(batch, _batch_estimates(self.pricer, batch), *self.encoding)))
+        rows = encode_rows(batch, _batch_estimates(self.pricer, batch), *self.encoding)
+        return batch.with_prepared((self.encoding, rows, rollup_sums(rows)))
 
 
 def reprice(store: UsageStore, pricer: Callable[[Any], Any] | None) -> tuple[int, int]:

@@ -181,6 +181,18 @@ class RollupQueries:
         self.conn.execute(_ROLLUP_NEW_SQL, (after, upto))
         return self._inserted_buckets(after, upto)
 
+    def _roll_sums(self, source: str, kind: str, machine: str | None, sums: Mapping[tuple[Any, ...], Any]) -> list[int]:
+        """Add one transaction's inserted rows to the rollup from their sums (``store.bulk``), keyed
+        (account, provider, bucket, model, project, agent, est_currency); returns their buckets.
+        The same partial rows as ``_roll_inserted``, without reading the rows back."""
+        self.conn.executemany(
+            "INSERT INTO main.usage_rollup (account, provider, bucket, model, project, agent, est_currency, records, "
+            "calls, requests, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, "
+            "total_tokens, est_cost_nanos, source, kind, machine, has_cost, currency, cost_kind, cost_nanos) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, NULL, NULL)",
+            [(*k, *v, source, kind, machine) for k, v in sums.items()])
+        return sorted({k[2] for k in sums})
+
     def _inserted_buckets(self, after: int, upto: int) -> list[int]:
         """The buckets of the rows with rowids in ``(after, upto]``."""
         return [b for (b,) in self.conn.execute(

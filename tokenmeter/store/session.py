@@ -12,21 +12,19 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
-from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 from ..batch import RecordBatch
 from ..records import QuotaSnapshot, UsageRecord
 from .base import Estimate, RunCounts
+from .bulk import NanoEstimate, Sums, encode_rows, merge_sums
 from .common import _tx, iso, now_iso, row_id, to_nanos
 from .quota import insert_snapshot
 
 if TYPE_CHECKING:
     from . import Store
 
-__all__ = ["BATCH", "USAGE_COLUMNS", "NanoEstimate", "WriteSession", "encode_rows"]
-
-NanoEstimate = tuple[int, str, str]  # (cost in 10⁻⁹ of the currency, currency, basis)
+__all__ = ["BATCH", "USAGE_COLUMNS", "NanoEstimate", "WriteSession"]
 
 BATCH = 5000
 # The time index is rebuilt after a bulk load into an empty table (sorting once beats inserting
@@ -78,37 +76,6 @@ def _bulk_sql(source: str, kind: str, account: str | None, provider: str, fetche
     return _UPSERT_SQL.replace(", ".join("?" for _ in USAGE_COLUMNS), ", ".join(params[c] for c in USAGE_COLUMNS))
 
 
-def encode_rows(batch: RecordBatch, estimates: Sequence[NanoEstimate | None], source: str,
-                kind: str) -> tuple[tuple[Any, ...], ...]:
-    """A batch's rows in ``_BULK_COLUMNS`` form, with one estimate per row (or None).
-
-    The same id, columns and content hash as ``WriteSession._row`` gives each row's ``UsageRecord``,
-    built in one loop without a record per row; pure, so it may run where the batch was parsed.
-    """
-    account, provider = batch.account, batch.provider
-    id_prefix = f"{source}\x1f{account or ''}\x1f"
-    # the repr of the tuple _row hashes for a record with end = start and no cost of its own, written
-    # out (tests compare it with _row's): the batch's constants once, an ISO time needs no escaping
-    head = f"({kind!r}, {account!r}, "
-    provider_r = f", {provider!r}, "
-    blake2b, dumps = hashlib.blake2b, json.dumps
-    out = []
-    for row, est in zip(batch.rows, estimates, strict=True):
-        key, start, model, project, session, agent, req, inp, out_t, cr, cw, rs, total, det = row
-        start_iso = (start.isoformat().replace("+00:00", "Z") if start.tzinfo is UTC else iso(start))
-        details = dumps(dict(det), sort_keys=True, default=str, separators=(",", ":")) if det else "{}"
-        content = (f"{head}{key!r}{provider_r}{model!r}, {project!r}, {session!r}, '{start_iso}', '{start_iso}', "
-                   f"{req!r}, None, {inp!r}, {out_t!r}, {cr!r}, {cw!r}, {rs!r}, {total!r}, None, None, None, "
-                   f"{details!r}" + (f", {agent!r})" if agent is not None else ")"))
-        nanos, currency, basis = est if est is not None else (None, None, None)
-        out.append((
-            blake2b((id_prefix + key).encode(), digest_size=16).hexdigest(), key, model, project, session,
-            agent, start_iso, int(start.timestamp()), req, inp, out_t, cr, cw, rs, total, nanos, currency,
-            basis, details, blake2b(content.encode(), digest_size=12).hexdigest(),
-        ))
-    return tuple(out)
-
-
 class WriteSession:
     """Upserts one source run's records; commits with each cursor checkpoint."""
 
@@ -129,6 +96,11 @@ class WriteSession:
         self._in_tx = False
         self._max_rowid: int | None = None
         self._tx_rowid: int | None = None  # the highest rowid before this transaction's inserts
+        # rollup sums of the rows added since the last flush (from prepared batches; None: some
+        # came without), and of the rows this transaction inserted (None: summed in SQL instead)
+        self._flush_sums: list[Sums] | None = []
+        self._flush_rows = 0
+        self._tx_sums: Sums | None = {}
         self._index_checked = False
         self._index_dropped = False  # this session dropped the time index for a bulk load
         self._autocheckpoint = 1000
@@ -176,10 +148,17 @@ class WriteSession:
             self._bulk_key = (account, provider)
             self._bulk_sql = _bulk_sql(self.source, self.kind, account, provider, self._fetched_at, self.machine)
         prepared = batch.prepared
+        sums = None
         if prepared is not None and prepared[0] == self.encoding and len(prepared[1]) == len(batch.rows):
             encoded = prepared[1]
+            sums = prepared[2] if len(prepared) > 2 else None
         else:
             encoded = encode_rows(batch, estimates or [None] * len(batch.rows), *self.encoding)
+        if sums is None or self._flush_sums is None:
+            self._flush_sums = None
+        else:
+            self._flush_sums.append(sums)
+        self._flush_rows += len(encoded)
         full = self._pending
         if full:
             for row in encoded:
@@ -245,9 +224,21 @@ class WriteSession:
         top = self.conn.execute("SELECT IFNULL(MAX(rowid), 0) FROM usage").fetchone()[0]
         new = top - self._max_rowid
         self._max_rowid = top
+        self._take_sums(not rows and new == len(bulk) == self._flush_rows)
         self.counts.new += new
         self.counts.updated += changed - new
         self.counts.unchanged += len(rows) + len(bulk) - changed
+
+    def _take_sums(self, all_new: bool) -> None:
+        """Keep the flushed batches' rollup sums for the transaction when every row they hold was
+        inserted (an id seen twice, an update or rows without sums: the rollup is summed in SQL)."""
+        sums, self._flush_sums, self._flush_rows = self._flush_sums, [], 0
+        if self._tx_sums is None or sums is None or not all_new:
+            self._tx_sums = None
+            return
+        account, provider = self._bulk_key or (None, "")
+        for part in sums:
+            merge_sums(self._tx_sums, {(account, provider, *k): v for k, v in part.items()})
 
     def _check_index(self, bulk: int) -> None:
         """Drop the time index before a bulk load into an empty table; put it back if a killed load
@@ -300,14 +291,19 @@ class WriteSession:
                 # for the next refresh instead, which leaves one row per group, not one set per run
                 self.store._mark_inserted(self.store._inserted_buckets(self._tx_rowid, self._max_rowid))
                 self._tx_rowid = None
+                self._tx_sums = {}
                 return
-            buckets = self.store._roll_inserted(self._tx_rowid, self._max_rowid)
+            if self._tx_sums:
+                buckets = self.store._roll_sums(self.source, self.kind, self.machine, self._tx_sums)
+            else:
+                buckets = self.store._roll_inserted(self._tx_rowid, self._max_rowid)
             self.store._mark_changed(buckets)
             if buckets:
                 self._rolls += 1
                 lo, hi = self._rolled or (buckets[0], buckets[0])
                 self._rolled = (min(lo, *buckets), max(hi, *buckets))
         self._tx_rowid = None
+        self._tx_sums = {}
 
     def _compact(self) -> None:
         # several checkpoints left partial rows in the same buckets: merge them (a sum of the
@@ -331,6 +327,7 @@ class WriteSession:
 
     def abort(self) -> None:
         self._pending, self._bulk = {}, {}
+        self._flush_sums, self._flush_rows, self._tx_sums = [], 0, {}
         self._max_rowid = self._tx_rowid = None
         if self._in_tx:
             self._in_tx = False
