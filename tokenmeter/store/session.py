@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..batch import RecordBatch
 from ..records import QuotaSnapshot, UsageRecord
 from .base import Estimate, RunCounts
-from .bulk import NanoEstimate, Sums, encode_rows, merge_sums
+from .bulk import NanoEstimate, Sums, encode_rows, merge_sums, rollup_sums
 from .common import _tx, iso, now_iso, row_id, to_nanos
 from .quota import insert_snapshot
 
@@ -96,9 +96,9 @@ class WriteSession:
         self._in_tx = False
         self._max_rowid: int | None = None
         self._tx_rowid: int | None = None  # the highest rowid before this transaction's inserts
-        # rollup sums of the rows added since the last flush (from prepared batches; None: some
-        # came without), and of the rows this transaction inserted (None: summed in SQL instead)
-        self._flush_sums: list[Sums] | None = []
+        # rollup sums of the batches added since the last flush, and of the rows this transaction
+        # inserted (None: summed in SQL from the table instead)
+        self._flush_sums: list[Sums] = []
         self._flush_rows = 0
         self._tx_sums: Sums | None = {}
         self._index_checked = False
@@ -154,10 +154,8 @@ class WriteSession:
             sums = prepared[2] if len(prepared) > 2 else None
         else:
             encoded = encode_rows(batch, estimates or [None] * len(batch.rows), *self.encoding)
-        if sums is None or self._flush_sums is None:
-            self._flush_sums = None
-        else:
-            self._flush_sums.append(sums)
+        # summed here when the batch came without (not prepared, or some of its rows dropped since)
+        self._flush_sums.append(sums if sums is not None else rollup_sums(encoded))
         self._flush_rows += len(encoded)
         full = self._pending
         if full:
@@ -231,9 +229,9 @@ class WriteSession:
 
     def _take_sums(self, all_new: bool) -> None:
         """Keep the flushed batches' rollup sums for the transaction when every row they hold was
-        inserted (an id seen twice, an update or rows without sums: the rollup is summed in SQL)."""
+        inserted (else, e.g. an id seen twice, an update, rows added one by one: summed in SQL)."""
         sums, self._flush_sums, self._flush_rows = self._flush_sums, [], 0
-        if self._tx_sums is None or sums is None or not all_new:
+        if self._tx_sums is None or not all_new:
             self._tx_sums = None
             return
         account, provider = self._bulk_key or (None, "")
