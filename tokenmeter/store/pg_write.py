@@ -73,6 +73,7 @@ class PgWriteSession(WriteSession):
         if self._bulk:
             rows += [self._full_row(b) for b in self._bulk.values()]
         self._pending, self._bulk = {}, {}
+        self._flush_sums, self._flush_rows = [], 0  # the hub's triggers keep its rollup
         new, updated = upsert_rows(self.store, rows, SESSION_RULE)
         self.counts.new += new
         self.counts.updated += updated
