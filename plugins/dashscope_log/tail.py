@@ -264,9 +264,10 @@ _WORKER_PREPARE: Callable[[RecordBatch], RecordBatch] | None = None
 def _init_worker(prepare: Callable[[RecordBatch], RecordBatch] | None) -> None:
     global _WORKER_PREPARE
     _WORKER_PREPARE = prepare
-    if WORKER_NICE:
+    nice = getattr(os, "nice", None)  # not on Windows
+    if WORKER_NICE and nice is not None:
         try:
-            os.nice(WORKER_NICE)
+            nice(WORKER_NICE)
         except OSError:
             pass
 
