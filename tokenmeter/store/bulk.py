@@ -55,36 +55,32 @@ def encode_rows(batch: RecordBatch, estimates: Sequence[NanoEstimate | None], so
     return tuple(out)
 
 
-def rollup_sums(rows: Sequence[tuple[Any, ...]], into: Sums | None = None) -> Sums:
+def rollup_sums(rows: Sequence[tuple[Any, ...]]) -> Sums:
     """The rollup sums of ``encode_rows`` rows (no cost of their own), as the rollup's SQL sums them:
     ``SUM`` of only NULLs is NULL, calls count a row without requests as one, a missing total is
     input + output."""
-    out: Sums = {} if into is None else into
+    out: Sums = {}
     for r in rows:
         ts, req, inp, o, total = r[7], r[8], r[9], r[10], r[14]
         if total is None and inp is not None and o is not None:
             total = inp + o
-        vals = (1, 1 if req is None else req, req, inp, o, r[11], r[12], r[13], total, r[15])
-        k = (ts - ts % ROLLUP, r[2], r[3], r[5], r[16])
-        acc = out.get(k)
-        if acc is None:
-            out[k] = list(vals)
-            continue
-        for i, v in enumerate(vals):
-            if v is not None:
-                a = acc[i]
-                acc[i] = v if a is None else a + v
+        _add(out, (ts - ts % ROLLUP, r[2], r[3], r[5], r[16]),
+             (1, 1 if req is None else req, req, inp, o, r[11], r[12], r[13], total, r[15]))
     return out
 
 
 def merge_sums(into: Sums, more: Sums) -> None:
     """Add ``more`` to ``into`` (the same NULL rules)."""
     for k, vals in more.items():
-        acc = into.get(k)
-        if acc is None:
-            into[k] = list(vals)
-            continue
-        for i, v in enumerate(vals):
-            if v is not None:
-                a = acc[i]
-                acc[i] = v if a is None else a + v
+        _add(into, k, vals)
+
+
+def _add(sums: Sums, key: tuple[Any, ...], vals: Sequence[Any]) -> None:
+    acc = sums.get(key)
+    if acc is None:
+        sums[key] = list(vals)
+        return
+    for i, v in enumerate(vals):
+        if v is not None:
+            a = acc[i]
+            acc[i] = v if a is None else a + v
