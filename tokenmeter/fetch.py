@@ -292,12 +292,12 @@ def _run_one(
         last_cursor: Mapping[str, Any] | None = None
         # a source with the bulk form yields RecordBatch (validated when built) instead of records
         bulk = getattr(source, "fetch_batches", None)
-        prepare = BatchPreparer(session.encoding, pricer) if callable(bulk) else None
-        ctx.prepare_batch = prepare
+        prepare = BatchPreparer(session.encoding, pricer)
+        ctx.prepare_batch = prepare if callable(bulk) else None
         for item in (bulk if callable(bulk) else source.fetch)(window, cursor):
             if isinstance(item, RecordBatch):
                 if item.prepared is None or item.prepared[0] != session.encoding:
-                    item = (prepare or BatchPreparer(session.encoding, pricer))(item)
+                    item = prepare(item)
                 session.add_rows(item)
             elif isinstance(item, Cursor):
                 last_cursor = dict(item.state)

@@ -250,7 +250,8 @@ def _entries(path: str, blocked: list[str], seen: list[tuple[str, int]] | None =
 def _jsonl(folder: paths.Folder, check: bool = True) -> list[str]:
     # the paths DirEntry.path would give; a plain concatenation: a warm walk makes thousands
     prefix = os.path.join(folder.path, "")
-    return _readable([prefix + name for name in folder.jsonl]) if check else [prefix + n for n in folder.jsonl]
+    files = [prefix + name for name in folder.jsonl]
+    return _readable(files) if check else files
 
 
 def _readable(files: list[str]) -> list[str]:
@@ -371,7 +372,7 @@ class QwenCodeSource(Source):
         layout = chats, ledgers, transcripts, roots = self._layout()
         _LAST_LAYOUT.clear()
         _LAST_LAYOUT[tuple(roots)] = (time.monotonic(), layout, self._other_dirs, self._seen_dirs)
-        check_readable(chats + ledgers + self._orphans(chats, ledgers, transcripts))  # raises: the host
+        check_readable(chats + ledgers + self._orphans(_sessions(chats), ledgers, transcripts))  # raises: the host
         # runs it then, so it is reported
         if chats or ledgers or transcripts:
             return None
@@ -405,7 +406,7 @@ class QwenCodeSource(Source):
             raise SourceDataError(f"no Qwen Code folder at {', '.join(self.settings.roots)}: set roots in "
                                   "[sources.qwen-code] to where Qwen Code writes (see `tokenmeter sources`)")
         sessions = _sessions(chats)
-        orphans = self._orphans(chats, ledgers, transcripts)
+        orphans = self._orphans(sessions, ledgers, transcripts)
         plan = Plan(sessions, self._agent_models(ledgers) if orphans else (),
                     next((m for m in map(_configured_model, roots) if m), None), self.ctx.machine_id)
         for where in self._unknown_places():
@@ -420,9 +421,8 @@ class QwenCodeSource(Source):
         yield from ingest(self.ctx, cursor, chats + ledgers + orphans, QwenParser, plan, None, window,
                           to_batch=first_seen)  # type: ignore[misc]
 
-    def _orphans(self, chats: list[str], ledgers: list[str], transcripts: list[str]) -> list[str]:
+    def _orphans(self, sessions: frozenset[str], ledgers: list[str], transcripts: list[str]) -> list[str]:
         """The transcripts that no chat file or ledger covers: read, so checked for permission."""
-        sessions = _sessions(chats)
         months = {(_month(p), os.path.dirname(os.path.dirname(p))) for p in ledgers}
         return _readable([p for p in transcripts if self._orphan_transcript(p, sessions, months)])
 

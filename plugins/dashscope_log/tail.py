@@ -218,9 +218,7 @@ def read_file(parser_cls: type[LineParser], opts: Any, plan: TailPlan,
                 continue
             rows = parser.block(buf, end, offset)
             if pack is not None:
-                rows = pack(rows, opts)
-                if prepare is not None and rows:
-                    rows = prepare(rows)
+                rows = _packed(rows, opts, pack, prepare)
             if parser.skips:
                 yield ("skips", parser.skips)
                 parser.skips = []
@@ -233,12 +231,16 @@ def read_file(parser_cls: type[LineParser], opts: Any, plan: TailPlan,
             yield ("entry", _entry(f, offset, offset, parser.state()), False)
         rows = parser.tail(carry, offset) if carry else []
         if rows and pack is not None:
-            rows = pack(rows, opts)
-            if prepare is not None:
-                rows = prepare(rows)
+            rows = _packed(rows, opts, pack, prepare)
         if rows:
             yield ("rows", rows, 0)
         yield ("entry", _entry(f, offset, f.tell(), parser.state()), True)
+
+
+def _packed(rows: list[Any], opts: Any, pack: Callable[[list[Any], Any], RecordBatch],
+            prepare: Callable[[RecordBatch], RecordBatch] | None) -> RecordBatch:
+    batch = pack(rows, opts)
+    return prepare(batch) if prepare is not None and batch.rows else batch
 
 
 def _line_end(f: Any, block_size: int) -> int:

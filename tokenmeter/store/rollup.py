@@ -246,12 +246,12 @@ class RollupQueries:
         cols = [f"u.{c}" for c in columns]
         from_rows = any(c in ROW_COLUMNS for c in columns)
         table = _ROWS_AS_ROLLUP if from_rows else "usage_rollup"
-        span = None if from_rows else self.conn.execute("SELECT MIN(bucket), MAX(bucket) FROM usage_rollup").fetchone()
+        span = None if from_rows else self.usage_span()
         out: list[UsageTotal] = []
         for seg_lo, seg_hi, offset in _segments(lo, hi, tz):
             # a range holding every bucket (an all-time report) reads faster in table order than
             # through the bucket index
-            hint = " NOT INDEXED" if span and span[0] is not None and seg_lo <= span[0] and span[1] < seg_hi else ""
+            hint = " NOT INDEXED" if span and seg_lo <= span[0] and span[1] < seg_hi else ""
             # rows whose bucket lies in [seg_lo, seg_hi) start in [bucket(seg_lo), seg_hi + 900)
             rows_params = [seg_lo - seg_lo % ROLLUP, seg_hi + ROLLUP] if from_rows else []
             day_expr = f"(u.bucket + {int(offset)}) / 86400" if tz is not None else "NULL"

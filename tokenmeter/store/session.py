@@ -96,9 +96,9 @@ class WriteSession:
         self._in_tx = False
         self._max_rowid: int | None = None
         self._tx_rowid: int | None = None  # the highest rowid before this transaction's inserts
-        # rollup sums of the batches added since the last flush, and of the rows this transaction
-        # inserted (None: summed in SQL from the table instead)
-        self._flush_sums: list[Sums] = []
+        # the batches added since the last flush (their rollup sums, if made with them, and their
+        # rows), and the rollup sums of the rows this transaction inserted (None: summed in SQL)
+        self._flush_sums: list[tuple[Sums | None, Sequence[tuple[Any, ...]]]] = []
         self._flush_rows = 0
         self._tx_sums: Sums | None = {}
         self._index_checked = False
@@ -154,8 +154,7 @@ class WriteSession:
             sums = prepared[2] if len(prepared) > 2 else None
         else:
             encoded = encode_rows(batch, estimates or [None] * len(batch.rows), *self.encoding)
-        # summed here when the batch came without (not prepared, or some of its rows dropped since)
-        self._flush_sums.append(sums if sums is not None else rollup_sums(encoded))
+        self._flush_sums.append((sums, encoded))
         self._flush_rows += len(encoded)
         full = self._pending
         if full:
@@ -235,7 +234,9 @@ class WriteSession:
             self._tx_sums = None
             return
         account, provider = self._bulk_key or (None, "")
-        for part in sums:
+        for part, rows in sums:
+            # summed here when the batch came without (not prepared, or some rows dropped since)
+            part = rollup_sums(rows) if part is None else part
             merge_sums(self._tx_sums, {(account, provider, *k): v for k, v in part.items()})
 
     def _check_index(self, bulk: int) -> None:
